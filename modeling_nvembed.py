@@ -1,0 +1,379 @@
+"""NV-Embed: a decoder LLM as a generalist text-embedding model.
+
+Reference: Lee et al., "NV-Embed: Improved Techniques for Training LLMs as Generalist Embedding Models", ICLR 2025.
+
+    tokens -> decoder backbone with no causal mask (every token sees every non-pad token)
+           -> latent-attention block: hidden states attend to trainable latents, then a GEGLU MLP
+           -> mean over the pooling mask (text + EOS; the instruction is attended to but not pooled)
+           -> L2 normalization
+
+Weights are named as in NVIDIA's release (`embedding_model.*`, `latent_attention_model.*`), so a released
+NV-Embed-v1/v2 checkpoint loads with this file on current transformers. This file imports only torch and
+transformers: it is loaded as remote code, file by file.
+"""
+
+import os
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import initialization as init
+from transformers.utils import logging
+
+
+try:  # loaded as remote code (a package of the model folder's files)
+    from .configuration_nvembed import LatentAttentionConfig, NVEmbedConfig
+except ImportError:  # imported from a checkout of the repository, where the file is a top-level module
+    from configuration_nvembed import LatentAttentionConfig, NVEmbedConfig
+
+
+logger = logging.get_logger(__name__)
+
+# Query format of the paper, ending in "\n" rather than the release's "Query: ": a trailing space merges into the
+# text's first token, so a prompt's token count (what sentence-transformers measures) would be off by one.
+# `instruction_length` still handles the release's form. Passages get no instruction.
+INSTRUCTION_TEMPLATE = "Instruct: {task}\nQuery:\n"
+
+
+def format_instruction(task: str) -> str:
+    """Turn a task description into the query instruction (`INSTRUCTION_TEMPLATE`)."""
+    return INSTRUCTION_TEMPLATE.format(task=task)
+
+
+def ensure_tokenizer_appends_eos(tokenizer: PreTrainedTokenizerBase) -> PreTrainedTokenizerBase:
+    """Make `tokenizer(text)` end with EOS, so `encode`, sentence-transformers and training all add it exactly once.
+
+    The tokenizer's own post-processor adds it, which also keeps EOS after truncation to `max_length`.
+    """
+    if tokenizer.eos_token_id is None:
+        raise ValueError(f"The tokenizer ({type(tokenizer).__name__}) has no EOS token; NV-Embed appends one.")
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    probe = tokenizer("a")["input_ids"]
+    if probe[-1] == tokenizer.eos_token_id:
+        return tokenizer
+    if not hasattr(type(tokenizer), "add_eos_token"):
+        raise ValueError(f"Cannot make {type(tokenizer).__name__} append EOS: it is not a fast (tokenizers) tokenizer.")
+    adds_bos = tokenizer.bos_token_id is not None and probe[0] == tokenizer.bos_token_id
+    tokenizer.add_bos_token = adds_bos
+    tokenizer.add_eos_token = True
+    if tokenizer("a")["input_ids"][-1] != tokenizer.eos_token_id:
+        raise ValueError(f"Setting add_eos_token on {type(tokenizer).__name__} did not make it append EOS.")
+    return tokenizer
+
+
+def instruction_length(tokenizer: PreTrainedTokenizerBase, instruction: str) -> int:
+    """Number of leading tokens (BOS included) that `instruction` occupies at the start of `instruction + text`.
+
+    Trailing spaces are left out before counting: "Query: " + "text" tokenizes as [..., ":", " text"], so the space
+    belongs to the text's first token (with BPE and sentencepiece tokenizers alike).
+    """
+    if not instruction:
+        return 0
+    ids = tokenizer(instruction.rstrip(" "))["input_ids"]
+    if ids and ids[-1] == tokenizer.eos_token_id:
+        ids = ids[:-1]
+    return len(ids)
+
+
+def build_pool_mask(attention_mask: torch.Tensor, instruction_length: int) -> torch.Tensor:
+    """The pooling mask: the attention mask without its first `instruction_length` non-pad tokens.
+
+    Works for left and right padding: the instruction starts at each row's first non-pad position.
+    """
+    pool_mask = attention_mask.clone()
+    if instruction_length > 0:
+        B, L = attention_mask.shape
+        positions = torch.arange(L, device=attention_mask.device).expand(B, L)  # (B, L)
+        first = attention_mask.long().argmax(dim=1, keepdim=True)  # (B, 1) first non-pad position
+        pool_mask[positions < first + instruction_length] = 0
+    return pool_mask
+
+
+def masked_mean(hidden_states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of `hidden_states` (B, L, d) over positions where `mask` (B, L) is 1, accumulated in float32."""
+    mask = mask.unsqueeze(-1).to(torch.float32)  # (B, L, 1)
+    summed = (hidden_states.to(torch.float32) * mask).sum(dim=1)  # (B, d)
+    return summed / mask.sum(dim=1).clamp(min=1.0)
+
+
+def last_token(hidden_states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Hidden state at each row's last position where `mask` is 1 (the EOS token), for the pooling ablation."""
+    L = mask.shape[1]
+    positions = torch.arange(L, device=mask.device)
+    last = (mask.long() * positions).argmax(dim=1)  # (B,)
+    return hidden_states[torch.arange(hidden_states.shape[0], device=mask.device), last].to(torch.float32)
+
+
+class NVEmbedCrossAttention(nn.Module):
+    """Multi-head cross-attention; the released layout: `to_q`, a fused `to_kv`, `to_out`, no biases."""
+
+    def __init__(self, query_dim: int, context_dim: int, heads: int, dim_head: int):
+        super().__init__()
+        inner_dim = heads * dim_head
+        self.heads = heads
+        self.to_q = nn.Linear(query_dim, inner_dim, bias=False)
+        self.to_kv = nn.Linear(context_dim, 2 * inner_dim, bias=False)
+        self.to_out = nn.Linear(inner_dim, query_dim, bias=False)
+
+    def forward(self, hidden_states: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        B, L, _ = hidden_states.shape
+        N = context.shape[1]
+        q = self.to_q(hidden_states).view(B, L, self.heads, -1).transpose(1, 2)  # (B, h, L, dh)
+        k, v = self.to_kv(context).chunk(2, dim=-1)
+        k = k.view(B, N, self.heads, -1).transpose(1, 2)  # (B, h, N, dh)
+        v = v.view(B, N, self.heads, -1).transpose(1, 2)  # (B, h, N, dh)
+        out = F.scaled_dot_product_attention(q, k, v)  # (B, h, L, dh): every token attends to all latents
+        return self.to_out(out.transpose(1, 2).reshape(B, L, -1))  # (B, L, d)
+
+
+class NVEmbedGEGLU(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x, gates = x.chunk(2, dim=-1)
+        return x * F.gelu(gates)
+
+
+class NVEmbedFeedForward(nn.Module):
+    def __init__(self, dim: int, mult: int = 4):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(dim, dim * mult * 2), NVEmbedGEGLU(), nn.Linear(dim * mult, dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class NVEmbedPreNorm(nn.Module):
+    """LayerNorm before `fn`; with `context_dim`, the context (the latents) gets its own LayerNorm."""
+
+    def __init__(self, dim: int, fn: nn.Module, context_dim: int | None = None):
+        super().__init__()
+        self.fn = fn
+        self.norm = nn.LayerNorm(dim)
+        self.norm_context = nn.LayerNorm(context_dim) if context_dim is not None else None
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        if self.norm_context is None:
+            return self.fn(self.norm(x))
+        return self.fn(self.norm(x), context=self.norm_context(context))
+
+
+class NVEmbedLatentAttentionModel(nn.Module):
+    """Latent-attention pooling (paper section 3.2): Q = hidden states, K = V = trainable latents, then an MLP,
+    each pre-normalized and residual; then a masked mean and L2 normalization."""
+
+    def __init__(self, config: LatentAttentionConfig):
+        super().__init__()
+        dim = config.hidden_dim
+        attention = NVEmbedCrossAttention(config.latent_dim, dim, config.num_cross_heads, config.cross_dim_head)
+        self.cross_attend_blocks = nn.ModuleList(
+            [
+                NVEmbedPreNorm(config.latent_dim, attention, context_dim=dim),
+                NVEmbedPreNorm(config.latent_dim, NVEmbedFeedForward(config.latent_dim)),
+            ]
+        )
+        self.latents = nn.Parameter(torch.randn(config.num_latents_value, config.latent_dim))
+        self.output_normalize = config.output_normalize
+
+    def forward(self, hidden_states: torch.Tensor, pool_mask: torch.Tensor) -> torch.Tensor:
+        cross_attn, cross_ff = self.cross_attend_blocks
+        B = hidden_states.shape[0]
+        latents = self.latents.to(hidden_states.dtype).unsqueeze(0).expand(B, -1, -1)  # (B, N, d)
+        hidden_states = hidden_states + cross_attn(hidden_states, context=latents)
+        hidden_states = hidden_states + cross_ff(hidden_states)
+        embeddings = masked_mean(hidden_states, pool_mask)  # (B, d), float32
+        return F.normalize(embeddings, p=2, dim=-1) if self.output_normalize else embeddings
+
+
+class NVEmbedPreTrainedModel(PreTrainedModel):
+    config_class = NVEmbedConfig
+    base_model_prefix = "nvembed"
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["NVEmbedLatentAttentionModel"]
+    _supports_sdpa = True
+    _supports_flash_attn = True
+    _supports_flex_attn = True
+
+    def _init_weights(self, module):
+        super()._init_weights(module)
+        if isinstance(module, NVEmbedLatentAttentionModel):
+            init.normal_(module.latents, mean=0.0, std=1.0)  # the release draws the latents from randn
+
+
+class NVEmbedModel(NVEmbedPreTrainedModel):
+    """NV-Embed: `forward` returns `{"sentence_embeddings": (B, d)}`; `encode(texts, instruction=...)` is the
+    release's inference API.
+
+    Example:
+        ```python
+        >>> from transformers import AutoModel
+        >>> model = AutoModel.from_pretrained("path/to/nvembed", trust_remote_code=True)
+        >>> queries = model.encode(["how do I compress files?"], instruction=format_instruction("Given a question, retrieve passages that answer it"))
+        >>> passages = model.encode(["gzip is a compression utility."])
+        >>> scores = queries @ passages.T
+        ```
+    """
+
+    def __init__(self, config: NVEmbedConfig):
+        super().__init__(config)
+        text_config = config.text_config
+        bidirectional = config.mask_type == "b"
+        text_config.is_causal = not bidirectional
+        if bidirectional and getattr(text_config, "sliding_window", None) is not None:
+            text_config.sliding_window = None  # the released bidirectional model never applies its sliding window
+        self.embedding_model = AutoModel.from_config(text_config)
+        if bidirectional:
+            # sdpa and flash-attention read the attention module's own flag when no mask tensor is passed
+            for module in self.embedding_model.modules():
+                if hasattr(module, "is_causal"):
+                    module.is_causal = False
+        self._no_split_modules = list(self._no_split_modules) + list(self.embedding_model._no_split_modules or [])
+        self.latent_attention_model = (
+            NVEmbedLatentAttentionModel(config.latent_attention_config)
+            if config.pooling_mode == "latent_attention"
+            else None
+        )
+        self.tokenizer = None
+        self.post_init()
+
+    def get_input_embeddings(self):
+        return self.embedding_model.get_input_embeddings()
+
+    def set_input_embeddings(self, value):
+        self.embedding_model.set_input_embeddings(value)
+
+    def pool(self, hidden_states: torch.Tensor, pool_mask: torch.Tensor) -> torch.Tensor:
+        """(B, L, d) hidden states -> (B, d) float32 embeddings, as `config.pooling_mode` says."""
+        mode = self.config.pooling_mode
+        if mode == "latent_attention":
+            return self.latent_attention_model(hidden_states, pool_mask)
+        embeddings = masked_mean(hidden_states, pool_mask) if mode == "mean" else last_token(hidden_states, pool_mask)
+        return F.normalize(embeddings, p=2, dim=-1) if self.config.latent_attention_config.output_normalize else embeddings
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        pool_mask: torch.Tensor | None = None,
+        prompt_length: int | torch.Tensor | None = None,
+        return_dict: bool = True,
+        **kwargs,
+    ) -> dict[str, torch.Tensor]:
+        """Args:
+            pool_mask: (B, L) positions to pool; defaults to `attention_mask` without the first `prompt_length` tokens.
+            prompt_length: tokens of the instruction (BOS included), as sentence-transformers passes it for a prompt.
+        """
+        outputs = self.embedding_model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False, **kwargs)
+        if pool_mask is None:
+            if isinstance(prompt_length, torch.Tensor):  # sentence-transformers' collator: one value per row, all equal
+                prompt_length = int(prompt_length.reshape(-1)[0])
+            n_instruction = prompt_length if (prompt_length and self.config.is_mask_instruction) else 0
+            pool_mask = build_pool_mask(attention_mask, n_instruction)
+        return {"sentence_embeddings": self.pool(outputs.last_hidden_state, pool_mask)}
+
+    # Inference API of the release --------------------------------------------------------------------------------
+
+    def set_tokenizer(self, tokenizer: PreTrainedTokenizerBase) -> None:
+        """Attach the tokenizer `encode` uses; it is made to append EOS when `config.add_eos` is set."""
+        if self.config.add_eos:
+            tokenizer = ensure_tokenizer_appends_eos(tokenizer)
+        elif tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        tokenizer.padding_side = self.config.padding_side
+        self.tokenizer = tokenizer
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        model = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        # The release loads its tokenizer from text_config._name_or_path (the Hub); offline it must come from
+        # the checkpoint folder itself.
+        token_kwargs = {k: kwargs[k] for k in ("revision", "token", "cache_dir", "local_files_only") if k in kwargs}
+        try:
+            # This file already runs as the folder's code, so reading its config to find the tokenizer is trusted.
+            tokenizer = AutoTokenizer.from_pretrained(pretrained_model_name_or_path, trust_remote_code=True, **token_kwargs)
+        except (OSError, ValueError) as err:
+            logger.warning(f"No tokenizer in {pretrained_model_name_or_path} ({err}); call set_tokenizer() before encode().")
+        else:
+            model.set_tokenizer(tokenizer)
+        return model
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        super().save_pretrained(save_directory, *args, **kwargs)
+        if self.tokenizer is not None:
+            self.tokenizer.save_pretrained(save_directory)
+
+    def tokenize(self, texts: list[str], instruction: str = "", max_length: int = 4096) -> dict[str, torch.Tensor]:
+        """Tokenize `instruction + text` for each text: EOS appended (kept when truncating), padded, with the pooling
+        mask that leaves out BOS and the instruction."""
+        if self.tokenizer is None:
+            raise ValueError("This model has no tokenizer: load it with from_pretrained(folder) or call set_tokenizer().")
+        texts = _check_texts(texts)
+        if not isinstance(instruction, str):
+            raise TypeError(f"instruction must be a string, got {type(instruction).__name__}.")
+        n_instruction = instruction_length(self.tokenizer, instruction) if self.config.is_mask_instruction else 0
+        if max_length < n_instruction + 2:
+            raise ValueError(
+                f"max_length={max_length} leaves no room for text: the instruction alone takes {n_instruction} tokens."
+            )
+        batch = self.tokenizer(
+            [instruction + text for text in texts],
+            padding=True,
+            truncation=True,
+            max_length=max_length,
+            return_tensors="pt",
+            return_token_type_ids=False,
+        )
+        batch["pool_mask"] = build_pool_mask(batch["attention_mask"], n_instruction)
+        return batch
+
+    @torch.no_grad()
+    def encode(
+        self, prompts: list[str] | str, instruction: str = "", max_length: int = 4096, batch_size: int = 32, **kwargs
+    ) -> torch.Tensor:
+        """Embed texts; `instruction` is prepended to each text, attended to, and excluded from pooling.
+
+        Texts longer than `max_length` tokens (instruction and EOS included) are truncated; EOS is always kept.
+        Texts are batched in order of length, which changes nothing in the output (no causal mask, pads ignored).
+
+        Returns:
+            `torch.Tensor` of shape (len(prompts), d), float32 and L2-normalized; (d,) for a single string.
+        """
+        single = isinstance(prompts, str)
+        texts = _check_texts([prompts] if single else prompts)
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
+        device = next(self.parameters()).device
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        chunks = []
+        for start in range(0, len(order), batch_size):
+            batch = self.tokenize([texts[i] for i in order[start : start + batch_size]], instruction, max_length)
+            batch = {k: v.to(device) for k, v in batch.items()}
+            chunks.append(self(**batch)["sentence_embeddings"])
+        embeddings = torch.cat(chunks)[torch.argsort(torch.tensor(order, device=device))]
+        return embeddings[0] if single else embeddings
+
+
+def _check_texts(texts) -> list[str]:
+    if texts is None:
+        raise TypeError("texts is None; pass a list of non-empty strings.")
+    if isinstance(texts, str) or not isinstance(texts, (list, tuple)):
+        raise TypeError(f"texts must be a list of strings, got {type(texts).__name__}.")
+    if len(texts) == 0:
+        raise ValueError("texts is empty; pass at least one string.")
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise TypeError(f"texts[{i}] is {type(text).__name__}, not str.")
+        if not text.strip():
+            raise ValueError(f"texts[{i}] is empty or whitespace; an empty text has no embedding.")
+    return list(texts)
+
+
+__all__ = [
+    "INSTRUCTION_TEMPLATE",
+    "NVEmbedModel",
+    "NVEmbedPreTrainedModel",
+    "build_pool_mask",
+    "ensure_tokenizer_appends_eos",
+    "format_instruction",
+    "instruction_length",
+]
