@@ -214,7 +214,8 @@ def build_pydoc_summary(root: str | Path | None = None, sizes: SplitSizes | None
         row["_body"] = row["passage"].partition("\n\n")[2]
     rows = dedup_rows(rows, ("query", "_body"))
     return {
-        split: take(split_rows_, sizes[split], key=lambda r: r["id"]) for split, split_rows_ in split_rows(rows).items()
+        split: take(split_rows_, sizes[split], key=lambda r: r["id"])
+        for split, split_rows_ in split_rows(rows).items()
     }
 
 
@@ -231,7 +232,12 @@ def build_pydoc_module(
     """
     sizes = sizes or SplitSizes(train=3000, dev=500, test=500)
     rows = [
-        {"text": f"{item.summary}\n\n{item.body}"[:max_chars], "label": item.family, "_group": item.module, "_id": item.id}
+        {
+            "text": f"{item.summary}\n\n{item.body}"[:max_chars],
+            "label": item.family,
+            "_group": item.module,
+            "_id": item.id,
+        }
         for item in load_docstrings(root)
         if not item.family.startswith("_")
     ]
