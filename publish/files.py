@@ -108,7 +108,7 @@ def find_token(path: Path) -> bool:
         while chunk := f.read(_SCAN_CHUNK):
             if TOKEN_PATTERN.search(tail + chunk):
                 return True
-            tail = chunk[-64:]
+            tail = (tail + chunk)[-64:]  # a match needs only 33 bytes
     return False
 
 
