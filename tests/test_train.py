@@ -1,0 +1,219 @@
+"""The two-stage training pipeline on a tiny random backbone and hand-made data (seconds)."""
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+from datasets import Dataset
+from transformers import TrainerCallback
+
+from train import pipeline
+from train.config import RunConfig, StageConfig, load_config
+from train.losses import HardNegativesOnlyRankingLoss
+
+
+WORDS = "gzip fox library parse email network clock sync python deflate quick lazy command option message daemon".split()
+
+
+@dataclass
+class Spec:
+    kind: str
+    instruction: str
+
+
+SPECS = {
+    "toy_retrieval": Spec("retrieval", "Given a query, retrieve the passage"),
+    "toy_classes": Spec("classification", "Classify the text"),
+}
+
+
+def toy_pairs(task: str) -> Dataset:
+    rng = torch.Generator().manual_seed(0)
+    rows = []
+    for i in range(48):
+        words = [WORDS[j] for j in torch.randint(0, len(WORDS), (4,), generator=rng).tolist()]
+        rows.append({"anchor": f"{i} " + " ".join(words[:2]), "positive": f"{i} " + " ".join(words), "task": task})
+    if SPECS[task].kind != "retrieval":
+        for i, row in enumerate(rows):
+            row["negative_1"] = rows[(i + 1) % len(rows)]["positive"]
+    return Dataset.from_list(rows)
+
+
+@pytest.fixture()
+def toy_data(monkeypatch):
+    monkeypatch.setattr(pipeline, "training_pairs", toy_pairs)
+    monkeypatch.setattr(pipeline, "task_specs", lambda: SPECS)
+
+
+def run_config(tmp_path, base, **overrides) -> RunConfig:
+    values = dict(
+        output_dir=str(tmp_path / "run"),
+        base_model=str(base),
+        stages=[
+            StageConfig(tasks=["toy_retrieval"], max_steps=6, batch_size=8, learning_rate=3e-3, num_hard_negatives=0),
+            StageConfig(tasks=["toy_retrieval", "toy_classes"], max_steps=4, batch_size=8, learning_rate=1e-3, num_hard_negatives=0),
+        ],
+        max_seq_length=32,
+        save_steps=2,
+        logging_steps=1,
+        lora_rank=4,
+        lora_alpha=8,
+    )
+    values.update(overrides)
+    return RunConfig(**values)
+
+
+def test_two_stages_train_and_loss_falls(tiny_nvembed_folder, toy_data, tmp_path):
+    cfg = run_config(tmp_path, tiny_nvembed_folder)
+    cfg.stages[0].max_steps = 12
+    final = pipeline.train(cfg)
+    log = [json.loads(line) for line in (Path(cfg.output_dir) / "stage1" / "loss_log.jsonl").read_text().splitlines()]
+    first, last = log[0]["loss"], sum(r["loss"] for r in log[-3:]) / 3
+    assert last < first, (first, last)
+    assert (Path(cfg.output_dir) / "stage1" / "loss.png").is_file()
+    assert (Path(cfg.output_dir) / "stage2" / "done.json").is_file()
+    # The merged result is a plain NV-Embed folder: no LoRA weights left, loads with AutoModel and ST
+    from safetensors.torch import load_file
+    from sentence_transformers import SentenceTransformer
+    from transformers import AutoModel
+
+    keys = load_file(str(final / "model.safetensors")).keys()
+    assert not any("lora" in k or "base_layer" in k for k in keys)
+    auto = AutoModel.from_pretrained(final, trust_remote_code=True)
+    st = SentenceTransformer(str(final), trust_remote_code=True, device="cpu")
+    prompt = st.prompts["toy_retrieval"]
+    assert (st.encode(["gzip fox"], prompt=prompt, convert_to_tensor=True) - auto.encode(["gzip fox"], instruction=prompt)).abs().max() <= 1e-5
+
+
+def test_stage2_non_retrieval_loss_has_no_in_batch_negatives():
+    """Each row's loss depends on its own (anchor, positive, negatives) only: the batch mean equals per-row means."""
+    loss = HardNegativesOnlyRankingLoss.__new__(HardNegativesOnlyRankingLoss)
+    torch.nn.Module.__init__(loss)
+    loss.scale = 100.0
+    torch.manual_seed(0)
+    a, p, n = (torch.randn(4, 8) for _ in range(3))
+    batch = loss.compute_loss_from_embeddings([a, p, n], None)
+    rows = [loss.compute_loss_from_embeddings([a[i : i + 1], p[i : i + 1], n[i : i + 1]], None) for i in range(4)]
+    assert torch.allclose(batch, torch.stack(rows).mean(), atol=1e-5)
+    # Making another row's positive identical to row 0's anchor would be a perfect in-batch negative for row 0;
+    # with no in-batch negatives row 0's loss is unchanged.
+    p2 = p.clone()
+    p2[1] = a[0]
+    row1 = loss.compute_loss_from_embeddings([a[1:2], p2[1:2], n[1:2]], None)
+    pair = loss.compute_loss_from_embeddings([a[:2], p2[:2], n[:2]], None)
+    assert torch.allclose(pair, (rows[0] + row1) / 2, atol=1e-5)
+    with pytest.raises(ValueError, match="negative"):
+        loss.compute_loss_from_embeddings([a, p], None)
+
+
+class StopAt(TrainerCallback):
+    def __init__(self, step):
+        self.step = step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            raise KeyboardInterrupt("simulated kill")
+
+
+def test_resume_continues_from_checkpoint_with_same_state(tiny_nvembed_folder, toy_data, tmp_path, monkeypatch):
+    stage = StageConfig(tasks=["toy_retrieval"], max_steps=6, batch_size=8, learning_rate=3e-3, num_hard_negatives=0)
+    straight = run_config(tmp_path / "a", tiny_nvembed_folder, stages=[stage])
+    pipeline.train(straight)
+
+    interrupted = run_config(tmp_path / "b", tiny_nvembed_folder, stages=[stage])
+    original_init = pipeline.NVEmbedTrainer.__init__
+
+    def init_with_kill(self, *args, **kwargs):
+        original_init(self, *args, **kwargs)
+        self.add_callback(StopAt(5))  # on_step_end runs before that step's save: checkpoint-4 is the last
+
+    monkeypatch.setattr(pipeline.NVEmbedTrainer, "__init__", init_with_kill)
+    with pytest.raises(KeyboardInterrupt):
+        pipeline.train(interrupted)
+    monkeypatch.setattr(pipeline.NVEmbedTrainer, "__init__", original_init)
+    assert (Path(interrupted.output_dir) / "stage1" / "checkpoint-4").is_dir()
+    resumed_steps = []
+
+    class Record(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kwargs):
+            resumed_steps.append(state.global_step)
+
+    def init_with_record(self, *args, **kwargs):
+        original_init(self, *args, **kwargs)
+        self.add_callback(Record())
+
+    monkeypatch.setattr(pipeline.NVEmbedTrainer, "__init__", init_with_record)
+    pipeline.train(interrupted)
+    assert resumed_steps == [4]
+    assert json.loads((Path(interrupted.output_dir) / "stage1" / "done.json").read_text())["global_step"] == 6
+    from safetensors.torch import load_file
+
+    a = load_file(str(Path(straight.output_dir) / "stage1" / "final" / "model.safetensors"))
+    b = load_file(str(Path(interrupted.output_dir) / "stage1" / "final" / "model.safetensors"))
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.allclose(a[key], b[key], atol=1e-5), key
+
+
+def test_mining_never_returns_positive_or_duplicates(tmp_path):
+    from sentence_transformers import SentenceTransformer
+
+    from nvembed_defaults import peer_model_path
+
+    rows = [{"anchor": f"how to {w} files", "positive": f"{w} is a tool to {w} files quickly"} for w in WORDS]
+    rows += [{"anchor": "how to gzip files", "positive": "gzip is a tool to gzip files quickly"}]  # duplicate pair
+    data = Dataset.from_list(rows)
+    cfg = RunConfig(output_dir=str(tmp_path), stages=[StageConfig(tasks=["x"])])
+    miner = pipeline.Miner(SentenceTransformer(str(peer_model_path()), device="cpu"), cfg, "cpu")
+    mined = pipeline.mine_negatives(data, "toy", 3, cfg, miner)
+    negatives = [c for c in mined.column_names if c.startswith("negative")]
+    assert negatives
+    for row in mined:
+        values = [row[c] for c in negatives]
+        assert row["positive"] not in values
+        assert len(set(values)) == len(values)
+
+
+def test_unknown_config_key_is_refused(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("stages: [{tasks: [a]}]\nlearning_rte: 0.1\n")
+    with pytest.raises(ValueError, match="learning_rte"):
+        load_config(path)
+    path.write_text("stages: [{tasks: [a], batchsize: 3}]\n")
+    with pytest.raises(ValueError, match="batchsize"):
+        load_config(path)
+
+
+def test_unknown_task_and_bad_data_are_refused_before_training(tiny_nvembed_folder, toy_data, tmp_path, monkeypatch):
+    cfg = run_config(tmp_path, tiny_nvembed_folder)
+    model = pipeline.load_for_training(tiny_nvembed_folder, cfg, "cpu")
+    miner = pipeline.Miner(model, cfg, "cpu")
+    with pytest.raises(ValueError, match="Unknown task 'nope'"):
+        pipeline.stage_datasets(StageConfig(tasks=["nope"]), cfg, miner)
+    monkeypatch.setattr(pipeline, "training_pairs", lambda task: toy_pairs(task).select([]))
+    with pytest.raises(ValueError, match="empty"):
+        pipeline.stage_datasets(StageConfig(tasks=["toy_retrieval"], num_hard_negatives=0), cfg, miner)
+    monkeypatch.setattr(pipeline, "training_pairs", lambda task: toy_pairs(task).remove_columns(["positive"]))
+    with pytest.raises(ValueError, match="no 'positive' column"):
+        pipeline.stage_datasets(StageConfig(tasks=["toy_retrieval"], num_hard_negatives=0), cfg, miner)
+
+
+def test_batch_too_large_for_memory_is_refused(tiny_nvembed_folder, tmp_path):
+    cfg = run_config(tmp_path, tiny_nvembed_folder, max_seq_length=10**6)
+    with pytest.raises(ValueError, match="cached_loss"):
+        pipeline.check_memory(StageConfig(batch_size=4096), cfg, "cpu", 3)
+    pipeline.check_memory(StageConfig(batch_size=8), run_config(tmp_path, tiny_nvembed_folder), "cpu", 3)
+
+
+def test_cached_loss_and_ablation_switches_train(tiny_causal_lm, toy_data, tmp_path):
+    """Causal mask + mean pooling + cached loss + full fine-tuning + one stage: the ablation switches all run."""
+    stage = StageConfig(tasks=["toy_retrieval"], max_steps=2, batch_size=8, num_hard_negatives=0)
+    cfg = run_config(
+        tmp_path, tiny_causal_lm, stages=[stage], mask_type="c", pooling_mode="mean", cached_loss=True,
+        mini_batch_size=4, lora=False, gradient_checkpointing=True,
+    )
+    final = pipeline.train(cfg)
+    config = json.loads((final / "config.json").read_text())
+    assert config["mask_type"] == "c" and config["pooling_mode"] == "mean"

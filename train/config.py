@@ -1,0 +1,105 @@
+"""Run configuration: one YAML file per run, loaded into dataclasses; unknown keys raise."""
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+
+@dataclass
+class StageConfig:
+    """One contrastive stage (paper section 4).
+
+    Args:
+        tasks: task names from `train/instructions.json` (stage 1: retrieval only; stage 2: any kind).
+        max_steps: optimizer steps of this stage.
+        batch_size: pairs per batch (one dataset per batch).
+        learning_rate: peak learning rate (linear warm-up, then linear decay).
+        num_hard_negatives: mined hard negatives per retrieval pair (0: in-batch negatives only).
+        in_batch_negatives_for_non_retrieval: the paper switches them off (other items may share the label).
+        max_examples_per_task: cap on training pairs per task (None: all).
+    """
+
+    tasks: list[str] = field(default_factory=list)
+    max_steps: int = 100
+    batch_size: int = 16
+    learning_rate: float = 2e-4
+    warmup_ratio: float = 0.1
+    num_hard_negatives: int = 1
+    in_batch_negatives_for_non_retrieval: bool = False
+    max_examples_per_task: int | None = None
+
+
+@dataclass
+class RunConfig:
+    """A whole run: base model, architecture switches for the paper's ablations, the stages, and output.
+
+    Args:
+        base_model: an NV-Embed folder, or a causal-LM folder / .gguf to convert first (None: bundled SmolLM2).
+        mask_type: "b" bidirectional (the paper) or "c" causal (ablation).
+        pooling_mode: "latent_attention" (the paper), "mean" or "last_token" (ablations).
+        stages: one or two StageConfigs (one stage: the paper's single-stage ablation).
+        lora: LoRA on the backbone (rank 16, alpha 32 in the paper); False fine-tunes all weights.
+        lora_layers: apply LoRA to the top N decoder layers only. The layers below carry no trainable weights, so
+            backward stops above them: the CPU demo's main saving (its forward cost stays).
+        temperature: InfoNCE temperature (0.01 in the paper, i.e. scale 100).
+        cached_loss: CachedMultipleNegativesRankingLoss (GradCache) for large batches on small memory.
+        mini_batch_size: the cached loss's chunk size.
+        gradient_checkpointing: recompute activations in backward to save memory.
+        mining_model: "teacher" (bundled all-MiniLM-L6-v2) or "self" (the model being trained).
+        max_seq_length: tokens per text during training.
+    """
+
+    output_dir: str = "runs/demo"
+    base_model: str | None = None
+    num_latents: int = 512
+    mask_type: str = "b"
+    pooling_mode: str = "latent_attention"
+    stages: list[StageConfig] = field(default_factory=list)
+    lora: bool = True
+    lora_rank: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.0
+    lora_layers: int | None = None  # LoRA on the top N decoder layers only (None: all); lower layers get no backward
+    temperature: float = 0.01
+    cached_loss: bool = False
+    mini_batch_size: int = 8
+    gradient_checkpointing: bool = False
+    bf16: str = "auto"  # "auto": bf16 where the hardware has it (GPU with bf16, CPU with AMX/avx512_bf16), else fp32
+    mining_model: str = "teacher"
+    relative_margin: float = 0.05  # positive-aware mining: keep negatives scoring below 95% of the positive
+    max_seq_length: int = 128
+    save_steps: int = 20
+    logging_steps: int = 5
+    seed: int = 42
+
+    def __post_init__(self):
+        if self.mask_type not in ("b", "c"):
+            raise ValueError(f"mask_type must be 'b' or 'c', got {self.mask_type!r}")
+        if self.pooling_mode not in ("latent_attention", "mean", "last_token"):
+            raise ValueError(f"pooling_mode must be latent_attention, mean or last_token, got {self.pooling_mode!r}")
+        if self.mining_model not in ("teacher", "self"):
+            raise ValueError(f"mining_model must be 'teacher' or 'self', got {self.mining_model!r}")
+        if not 0 < self.temperature:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        self.stages = [s if isinstance(s, StageConfig) else _build(StageConfig, s, "stages[]") for s in self.stages]
+        if not self.stages:
+            raise ValueError("a run needs at least one stage")
+
+
+def _build(cls, values: dict, where: str):
+    if not isinstance(values, dict):
+        raise ValueError(f"{where} must be a mapping, got {type(values).__name__}")
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"Unknown config key(s) in {where}: {unknown}. Valid keys: {sorted(known)}")
+    return cls(**values)
+
+
+def load_config(path: str | Path, **overrides) -> RunConfig:
+    """Load a run config from YAML; `overrides` replace top-level keys (e.g. output_dir)."""
+    values = yaml.safe_load(Path(path).read_text()) or {}
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return _build(RunConfig, values, str(path))

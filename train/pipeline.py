@@ -1,0 +1,322 @@
+"""Two-stage contrastive instruction tuning (paper section 4) on sentence-transformers' trainer.
+
+    python -m train.pipeline train/configs/demo.yaml [--output-dir runs/x]
+
+Stage 1: retrieval tasks, in-batch + mined hard negatives (MultipleNegativesRankingLoss, scale 1/temperature).
+Stage 2: retrieval blended with classification/clustering/STS, one dataset per batch; the non-retrieval data uses
+only its own hard negatives (HardNegativesOnlyRankingLoss). LoRA on the backbone (peft), latent block trained fully.
+A killed run resumes from the last checkpoint of the stage it was in; finished stages are skipped.
+"""
+
+import argparse
+import json
+import logging
+import shutil
+from pathlib import Path
+
+import torch
+from datasets import Dataset, load_from_disk
+from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+from sentence_transformers.base.sampler import BatchSamplers, MultiDatasetBatchSamplers
+from sentence_transformers.sentence_transformer.losses import (
+    CachedMultipleNegativesRankingLoss,
+    MultipleNegativesRankingLoss,
+)
+from transformers.trainer_utils import get_last_checkpoint
+
+from convert_to_nvembed import convert, save_nvembed_folder
+from modeling_nvembed import format_instruction
+from nvembed_defaults import peer_model_path
+from train.config import RunConfig, StageConfig, load_config
+from train.losses import HardNegativesOnlyRankingLoss
+
+
+logger = logging.getLogger(__name__)
+
+LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+def bf16_available(device: str) -> bool:
+    """bf16 only where the hardware computes it natively: on CPUs without it a bf16 matmul is ~50x slower."""
+    if device.startswith("cuda"):
+        return torch.cuda.is_bf16_supported()
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def prepare_base_model(cfg: RunConfig) -> Path:
+    """An NV-Embed folder to start from: `base_model` itself, or a conversion of it (cached in output_dir/base)."""
+    if cfg.base_model is not None and (Path(cfg.base_model) / "config.json").is_file():
+        if json.loads((Path(cfg.base_model) / "config.json").read_text()).get("model_type") == "nvembed":
+            return Path(cfg.base_model)
+    base = Path(cfg.output_dir) / "base"
+    if not (base / "model.safetensors").is_file():
+        convert(cfg.base_model, base, num_latents=cfg.num_latents, mask_type=cfg.mask_type, pooling_mode=cfg.pooling_mode)
+    return base
+
+
+def load_for_training(folder: Path, cfg: RunConfig, device: str) -> SentenceTransformer:
+    model = SentenceTransformer(str(folder), trust_remote_code=True, device=device)
+    model.max_seq_length = cfg.max_seq_length
+    nvembed = model[0].model
+    if cfg.lora:
+        from peft import LoraConfig, get_peft_model
+
+        # sentence-transformers' add_adapter fails with transformers 5.24 + peft 0.21, so LoRA goes on the backbone.
+        layers = None
+        if cfg.lora_layers is not None:
+            total = nvembed.config.text_config.num_hidden_layers
+            layers = list(range(max(0, total - cfg.lora_layers), total))
+        lora = LoraConfig(
+            r=cfg.lora_rank,
+            lora_alpha=cfg.lora_alpha,
+            lora_dropout=cfg.lora_dropout,
+            target_modules=LORA_TARGETS,
+            layers_to_transform=layers,
+            layers_pattern="layers" if layers is not None else None,
+        )
+        nvembed.embedding_model = get_peft_model(nvembed.embedding_model, lora)
+    if cfg.gradient_checkpointing:
+        nvembed.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    return model
+
+
+def task_specs():
+    from train.data import TASKS
+
+    return TASKS
+
+
+def training_pairs(task: str) -> Dataset:
+    from train.data import training_pairs as build_pairs
+
+    return build_pairs(task, "train")
+
+
+def stage_datasets(stage: StageConfig, cfg: RunConfig, miner) -> tuple[dict, dict, dict]:
+    """Per-task training datasets (anchor, positive, negative_1..), losses and anchor prompts for one stage."""
+    specs = task_specs()
+    datasets, prompts, kinds = {}, {}, {}
+    for task in stage.tasks:
+        if task not in specs:
+            raise ValueError(f"Unknown task {task!r} in the config. Known tasks: {sorted(specs)}")
+        spec = specs[task]
+        data = training_pairs(task)
+        if stage.max_examples_per_task is not None:
+            data = data.select(range(min(len(data), stage.max_examples_per_task)))
+        data = data.remove_columns([c for c in data.column_names if c == "task"])
+        if spec.kind == "retrieval" and stage.num_hard_negatives > 0:
+            data = mine_negatives(data, task, stage.num_hard_negatives, cfg, miner)
+        check_columns(data, task)
+        datasets[task] = data
+        kinds[task] = spec.kind
+        prompts[task] = {"anchor": format_instruction(spec.instruction)}
+    scale = 1.0 / cfg.temperature
+    losses = {}
+    for task, data in datasets.items():
+        if kinds[task] != "retrieval" and not stage.in_batch_negatives_for_non_retrieval:
+            losses[task] = HardNegativesOnlyRankingLoss(miner.student, scale=scale)
+        elif cfg.cached_loss:
+            losses[task] = CachedMultipleNegativesRankingLoss(miner.student, scale=scale, mini_batch_size=cfg.mini_batch_size)
+        else:
+            losses[task] = MultipleNegativesRankingLoss(miner.student, scale=scale)
+    return datasets, losses, prompts
+
+
+def check_columns(data: Dataset, task: str) -> None:
+    if len(data) == 0:
+        raise ValueError(f"Training data of task {task!r} is empty.")
+    for column in ("anchor", "positive"):
+        if column not in data.column_names:
+            raise ValueError(f"Training data of task {task!r} has no {column!r} column (columns: {data.column_names}).")
+
+
+class Miner:
+    """Hard-negative mining with sentence-transformers' `mine_hard_negatives`, positive-aware (relative margin)."""
+
+    def __init__(self, student: SentenceTransformer, cfg: RunConfig, device: str):
+        self.student = student
+        self.cfg = cfg
+        self.device = device
+        self._teacher = None
+
+    @property
+    def model(self) -> SentenceTransformer:
+        if self.cfg.mining_model == "self":
+            return self.student
+        if self._teacher is None:
+            self._teacher = SentenceTransformer(str(peer_model_path()), device=self.device)
+        return self._teacher
+
+
+def mine_negatives(data: Dataset, task: str, num_negatives: int, cfg: RunConfig, miner: Miner) -> Dataset:
+    from sentence_transformers.util import mine_hard_negatives
+
+    cache = Path(cfg.output_dir) / "mined" / f"{task}-{cfg.mining_model}-n{num_negatives}-{len(data)}"
+    if (cache / "dataset_info.json").is_file():
+        return load_from_disk(str(cache))
+    mined = mine_hard_negatives(
+        data,
+        miner.model,
+        anchor_column_name="anchor",
+        positive_column_name="positive",
+        num_negatives=num_negatives,
+        relative_margin=cfg.relative_margin,
+        sampling_strategy="top",
+        output_format="n-tuple",
+        batch_size=64,
+        verbose=False,
+    )
+    mined.save_to_disk(str(cache))
+    return mined
+
+
+class NVEmbedTrainer(SentenceTransformerTrainer):
+    def _load_from_checkpoint(self, checkpoint_path: str) -> None:
+        # The stock loader rebuilds a SentenceTransformer from the checkpoint folder, whose NV-Embed code knows
+        # nothing of the peft wrapper around the backbone; the saved state dict matches the live module, so load it.
+        from safetensors.torch import load_file
+
+        state = {}
+        for file in sorted(Path(checkpoint_path).glob("*.safetensors")):
+            state.update(load_file(str(file)))
+        self.model[0].model.load_state_dict(state, strict=True)
+
+
+def run_stage(model: SentenceTransformer, stage: StageConfig, index: int, cfg: RunConfig, miner: Miner, device: str):
+    stage_dir = Path(cfg.output_dir) / f"stage{index}"
+    if (stage_dir / "done.json").is_file():
+        logger.info("stage %d already finished; loading its weights", index)
+        NVEmbedTrainer._load_from_checkpoint(_TrainerShim(model), str(stage_dir / "final"))
+        return
+    datasets, losses, prompts = stage_datasets(stage, cfg, miner)
+    check_memory(stage, cfg, device, max(len(d.column_names) for d in datasets.values()))
+    args = SentenceTransformerTrainingArguments(
+        output_dir=str(stage_dir),
+        max_steps=stage.max_steps,
+        per_device_train_batch_size=stage.batch_size,
+        learning_rate=stage.learning_rate,
+        warmup_ratio=stage.warmup_ratio,
+        lr_scheduler_type="linear",
+        bf16=(bf16_available(device) if cfg.bf16 == "auto" else cfg.bf16 == "true"),
+        batch_sampler=BatchSamplers.NO_DUPLICATES,
+        multi_dataset_batch_sampler=MultiDatasetBatchSamplers.PROPORTIONAL,  # one dataset per batch
+        prompts=prompts,
+        save_strategy="steps",
+        save_steps=cfg.save_steps,
+        save_total_limit=2,
+        logging_steps=cfg.logging_steps,
+        report_to="none",
+        seed=cfg.seed,
+        dataloader_num_workers=0,
+        use_cpu=device == "cpu",
+    )
+    trainer = NVEmbedTrainer(model=model, args=args, train_dataset=datasets, loss=losses)
+    last = get_last_checkpoint(str(stage_dir)) if stage_dir.is_dir() else None
+    if last:
+        logger.info("resuming stage %d from %s", index, last)
+    trainer.train(resume_from_checkpoint=last)
+    write_loss_log(trainer.state.log_history, stage_dir, index)
+    model[0].model.save_pretrained(stage_dir / "final")
+    (stage_dir / "done.json").write_text(json.dumps({"global_step": trainer.state.global_step}))
+
+
+class _TrainerShim:
+    def __init__(self, model):
+        self.model = model
+
+
+def check_memory(stage: StageConfig, cfg: RunConfig, device: str, columns: int) -> None:
+    """Refuse a batch whose activations clearly cannot fit, before any work (rough estimate, fp32)."""
+    import psutil
+
+    text = cfg_text_config(cfg)
+    hidden, layers = text.get("hidden_size", 576), text.get("num_hidden_layers", 30)
+    per_token = layers * hidden * 4 * 24  # bytes kept per token for backward, ~24 activations of width d per layer
+    batch = stage.batch_size if not cfg.cached_loss else min(stage.batch_size, cfg.mini_batch_size)
+    need = batch * columns * cfg.max_seq_length * per_token
+    if cfg.gradient_checkpointing:
+        need //= layers
+    free = torch.cuda.mem_get_info()[0] if device.startswith("cuda") else psutil.virtual_memory().available
+    if need > 0.8 * free:
+        raise ValueError(
+            f"batch_size={stage.batch_size} x {columns} columns x {cfg.max_seq_length} tokens needs about "
+            f"{need / 2**30:.1f} GiB of activations but {free / 2**30:.1f} GiB is free. Set cached_loss: true "
+            "(GradCache, mini_batch_size) and/or gradient_checkpointing: true, or lower batch_size/max_seq_length."
+        )
+
+
+def cfg_text_config(cfg: RunConfig) -> dict:
+    base = Path(cfg.output_dir) / "base" / "config.json"
+    if cfg.base_model and (Path(cfg.base_model) / "config.json").is_file():
+        base = Path(cfg.base_model) / "config.json"
+    return json.loads(base.read_text()).get("text_config", {}) if base.is_file() else {}
+
+
+def write_loss_log(history: list[dict], stage_dir: Path, index: int) -> None:
+    rows = [h for h in history if "loss" in h]
+    with open(stage_dir / "loss_log.jsonl", "w") as f:
+        for row in rows:
+            f.write(json.dumps(row) + "\n")
+    if not rows:
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot([r["step"] for r in rows], [r["loss"] for r in rows], marker="o")
+    ax.set(xlabel="step", ylabel="training loss", title=f"NV-Embed stage {index}")
+    fig.tight_layout()
+    fig.savefig(stage_dir / "loss.png", dpi=120)
+    plt.close(fig)
+
+
+def save_final(model: SentenceTransformer, cfg: RunConfig, output: Path) -> Path:
+    """Merge LoRA into the backbone and save a plain NV-Embed folder (AutoModel and SentenceTransformer load it)."""
+    nvembed = model[0].model
+    if hasattr(nvembed.embedding_model, "merge_and_unload"):
+        nvembed.embedding_model = nvembed.embedding_model.merge_and_unload()
+    if output.exists():
+        shutil.rmtree(output)
+    specs = task_specs()
+    retrieval = [t for s in cfg.stages for t in s.tasks if specs[t].kind == "retrieval"]
+    query_prompt = format_instruction(specs[retrieval[0]].instruction) if retrieval else model.prompts.get("query", "")
+    save_nvembed_folder(nvembed, output, query_prompt=query_prompt, max_seq_length=4096)
+    st_config = json.loads((output / "config_sentence_transformers.json").read_text())
+    st_config["prompts"].update({name: format_instruction(spec.instruction) for name, spec in specs.items()})
+    (output / "config_sentence_transformers.json").write_text(json.dumps(st_config, indent=2) + "\n")
+    instructions = {name: {"kind": spec.kind, "instruction": spec.instruction} for name, spec in specs.items()}
+    (output / "instructions.json").write_text(json.dumps(instructions, indent=2) + "\n")
+    return output
+
+
+def train(cfg: RunConfig, final_dir: str | Path | None = None) -> Path:
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    torch.manual_seed(cfg.seed)
+    Path(cfg.output_dir).mkdir(parents=True, exist_ok=True)
+    base = prepare_base_model(cfg)
+    model = load_for_training(base, cfg, device)
+    miner = Miner(model, cfg, device)
+    for index, stage in enumerate(cfg.stages, start=1):
+        run_stage(model, stage, index, cfg, miner, device)
+    return save_final(model, cfg, Path(final_dir or Path(cfg.output_dir) / "final"))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("config")
+    parser.add_argument("--output-dir", default=None)
+    parser.add_argument("--final-dir", default=None, help="where the merged model goes (default OUTPUT_DIR/final)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    cfg = load_config(args.config, output_dir=args.output_dir)
+    print(train(cfg, args.final_dir))
+
+
+if __name__ == "__main__":
+    main()
