@@ -23,7 +23,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("model_dir", help="NV-Embed folder (converted or trained)")
     parser.add_argument("--repo-id", required=True, help="target Hub repo, ORG/NAME")
     parser.add_argument("--private", action="store_true", help="create the repo private")
-    parser.add_argument("--dry-run", action="store_true", help="list the files that would go, with sizes; upload nothing")
+    parser.add_argument(
+        "--dry-run", action="store_true", help="list the files that would go, with sizes; upload nothing"
+    )
     parser.add_argument("--base-model", default=None, help="backbone Hub id, needed to render the card")
     parser.add_argument("--render-card", action="store_true", help="re-render README.md even if the folder has one")
     parser.add_argument("--training-config", default=None, help="JSON file for the card's training section")

@@ -33,8 +33,14 @@ INSTRUCTIONS_FILE = "instructions.json"
 EVAL_RESULTS_FILE = "eval_results.json"
 TRAINING_CONFIG_FILE = "training_config.json"
 # instructions.json "kind" -> MTEB task type, as MTEB writes it in a model-index.
-KIND_TO_TASK_TYPE = {"retrieval": "Retrieval", "classification": "Classification", "clustering": "Clustering",
-                     "sts": "STS", "reranking": "Reranking", "pair_classification": "PairClassification"}
+KIND_TO_TASK_TYPE = {
+    "retrieval": "Retrieval",
+    "classification": "Classification",
+    "clustering": "Clustering",
+    "sts": "STS",
+    "reranking": "Reranking",
+    "pair_classification": "PairClassification",
+}
 DEFAULT_WIDGET_QUERY = "how do I compress a file on the command line?"
 DEFAULT_WIDGET_PASSAGES = [
     "gzip compresses files with the deflate algorithm",
@@ -66,7 +72,9 @@ def load_instructions(model_dir: str | Path) -> dict[str, dict[str, str]]:
     path = Path(model_dir) / INSTRUCTIONS_FILE
     instructions = read_json(path) or {}
     if not isinstance(instructions, dict):
-        raise ValueError(f"{path} must map task names to {{'kind', 'instruction'}}, got {type(instructions).__name__}.")
+        raise ValueError(
+            f"{path} must map task names to {{'kind', 'instruction'}}, got {type(instructions).__name__}."
+        )
     for task, entry in instructions.items():
         if not isinstance(entry, dict) or not isinstance(entry.get("instruction"), str):
             raise ValueError(f"{path}: task {task!r} needs an 'instruction' string, got {entry!r}.")
@@ -125,8 +133,9 @@ def instruction_template(model_dir: Path) -> str:
     for path in (model_dir / "modeling_nvembed.py", Path(__file__).resolve().parents[1] / "modeling_nvembed.py"):
         if path.is_file():
             for node in ast.parse(path.read_text(encoding="utf-8")).body:
-                if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "INSTRUCTION_TEMPLATE"
-                                                        for t in node.targets):
+                if isinstance(node, ast.Assign) and any(
+                    getattr(t, "id", None) == "INSTRUCTION_TEMPLATE" for t in node.targets
+                ):
                     return ast.literal_eval(node.value)
     raise ValueError(f"No INSTRUCTION_TEMPLATE in {model_dir / 'modeling_nvembed.py'}.")
 
@@ -164,8 +173,10 @@ def training_sections(training_config: Mapping | None) -> dict[str, Any]:
     datasets = config.pop("datasets", None)
     hardware = config.pop("hardware", None)
     return {
-        "stages": [{"name": s.get("name", f"stage {i + 1}"), "rows": _rows(s, skip={"name"})} for i, s in
-                   enumerate(stages or [])],
+        "stages": [
+            {"name": s.get("name", f"stage {i + 1}"), "rows": _rows(s, skip={"name"})}
+            for i, s in enumerate(stages or [])
+        ],
         "hyperparameters": _rows(config),
         "datasets": [datasets] if isinstance(datasets, str) else list(datasets or []),
         "hardware": hardware,

@@ -33,7 +33,7 @@ ALLOWED_ROOT_FILES = (
     "instructions.json",
     "README.md",
 )
-# sentence-transformers module folders after the Transformer (e.g. "1_Pooling/config.json", "2_Dense/model.safetensors").
+# sentence-transformers module folders after the Transformer ("1_Pooling/config.json", "2_Dense/model.safetensors").
 ST_MODULE_DIR = re.compile(r"^[1-9][0-9]*_[A-Za-z0-9]+$")
 ALLOWED_MODULE_FILES = ("*.json", "*.safetensors")
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
@@ -88,7 +88,9 @@ def select_files(model_dir: str | Path) -> tuple[list[str], list[str]]:
         raise PublishError(f"{model_dir} is not a folder.")
     files = walk(model_dir)
     # Only where weights are loaded from; pickles elsewhere are simply not uploaded.
-    pickled = [f for f in files if f.endswith(PICKLE_SUFFIXES) and ("/" not in f or ST_MODULE_DIR.match(f.split("/")[0]))]
+    pickled = [
+        f for f in files if f.endswith(PICKLE_SUFFIXES) and ("/" not in f or ST_MODULE_DIR.match(f.split("/")[0]))
+    ]
     if pickled:
         raise PublishError(
             f"Refusing to publish pickled file(s) {pickled} from {model_dir}: pickles can run code when loaded. "

@@ -31,10 +31,12 @@ body {{ font-family: system-ui, sans-serif; margin: 0; color: #1f2937; }}
 header {{ padding: 12px 24px; border-bottom: 1px solid #e5e7eb; font-weight: 600; }}
 main {{ display: flex; gap: 32px; padding: 24px; align-items: flex-start; }}
 article {{ flex: 1 1 60%; min-width: 0; line-height: 1.5; }}
-article table {{ border-collapse: collapse; }} article td, article th {{ border: 1px solid #d1d5db; padding: 2px 8px; }}
+article table {{ border-collapse: collapse; }}
+article td, article th {{ border: 1px solid #d1d5db; padding: 2px 8px; }}
 article pre {{ background: #f3f4f6; padding: 8px; overflow-x: auto; }}
 aside {{ flex: 0 0 420px; border: 1px solid #e5e7eb; border-radius: 8px; padding: 16px; position: sticky; top: 16px; }}
-aside h2 {{ font-size: 15px; margin: 0 0 12px; }} label {{ font-size: 13px; font-weight: 600; display: block; margin-top: 8px; }}
+aside h2 {{ font-size: 15px; margin: 0 0 12px; }}
+label {{ font-size: 13px; font-weight: 600; display: block; margin-top: 8px; }}
 input, textarea {{ width: 100%; box-sizing: border-box; font: inherit; font-size: 13px; padding: 4px; }}
 button {{ margin-top: 12px; padding: 6px 16px; font: inherit; }}
 #scores div {{ display: flex; align-items: center; gap: 8px; font-size: 13px; margin-top: 6px; }}
@@ -62,7 +64,8 @@ document.getElementById("compute").addEventListener("click", async () => {{
   data.scores.forEach((score, i) => {{
     const row = document.createElement("div");
     row.className = "score"; row.dataset.score = score; row.dataset.sentence = sentences[i];
-    const bar = document.createElement("span"); bar.className = "bar"; bar.style.width = Math.max(0, score) * 120 + "px";
+    const bar = document.createElement("span");
+    bar.className = "bar"; bar.style.width = Math.max(0, score) * 120 + "px";
     const text = document.createElement("span"); text.textContent = score.toFixed(3) + "  " + sentences[i];
     row.append(bar, text); out.append(row);
   }});
@@ -75,8 +78,8 @@ document.getElementById("compute").addEventListener("click", async () => {{
 def split_instruction(source_sentence: str, template: str) -> tuple[str, str]:
     """("task", "text") when `source_sentence` is `template.format(task=task) + text`, else ("", source_sentence)."""
     prefix, _, suffix = template.partition("{task}")
-    if source_sentence.startswith(prefix) and suffix in source_sentence[len(prefix):]:
-        task, _, text = source_sentence[len(prefix):].partition(suffix)
+    if source_sentence.startswith(prefix) and suffix in source_sentence[len(prefix) :]:
+        task, _, text = source_sentence[len(prefix) :].partition(suffix)
         return task, text
     return "", source_sentence
 
@@ -89,8 +92,11 @@ class WidgetApp:
 
         self.model_dir = Path(model_dir)
         readme = self.model_dir / "README.md"
-        self.card = ModelCard.load(readme) if readme.is_file() else render_card(
-            self.model_dir, base_model=base_model, write=False)
+        self.card = (
+            ModelCard.load(readme)
+            if readme.is_file()
+            else render_card(self.model_dir, base_model=base_model, write=False)
+        )
         self.template = instruction_template(self.model_dir)
         widget = (self.card.data.get("widget") or [{}])[0]
         self.instruction, self.source = split_instruction(widget.get("source_sentence", ""), self.template)
@@ -102,22 +108,32 @@ class WidgetApp:
         """Cosine scores of `source_sentence` (with `instruction` as its prompt) against `sentences` (documents)."""
         if not isinstance(source_sentence, str) or not source_sentence.strip():
             raise ValueError("source_sentence must be a non-empty string.")
-        if not isinstance(sentences, list) or not sentences or not all(isinstance(s, str) and s.strip() for s in sentences):
+        if (
+            not isinstance(sentences, list)
+            or not sentences
+            or not all(isinstance(s, str) and s.strip() for s in sentences)
+        ):
             raise ValueError("sentences must be a non-empty list of non-empty strings.")
         prompt = self.template.format(task=instruction) if instruction.strip() else None
         with self.lock:
-            query = self.model.encode([source_sentence], prompt=prompt, prompt_name=None if prompt else "query",
-                                      convert_to_tensor=True)
-            documents = self.model.encode(sentences, prompt_name="document" if "document" in self.model.prompts else None,
-                                          convert_to_tensor=True)
+            query = self.model.encode(
+                [source_sentence], prompt=prompt, prompt_name=None if prompt else "query", convert_to_tensor=True
+            )
+            documents = self.model.encode(
+                sentences, prompt_name="document" if "document" in self.model.prompts else None, convert_to_tensor=True
+            )
             return self.model.similarity(query, documents)[0].tolist()
 
     def page(self) -> str:
         body = MarkdownIt("commonmark", {"html": False}).enable("table").render(self.card.text)
         inputs = "".join(f'<input class="sentence" value="{html.escape(s)}">' for s in self.sentences + [""])
-        return PAGE.format(title=html.escape(self.model_dir.resolve().name), card_html=body,
-                           instruction=html.escape(self.instruction), source=html.escape(self.source),
-                           sentence_inputs=inputs)
+        return PAGE.format(
+            title=html.escape(self.model_dir.resolve().name),
+            card_html=body,
+            instruction=html.escape(self.instruction),
+            source=html.escape(self.source),
+            sentence_inputs=inputs,
+        )
 
 
 class WidgetHandler(BaseHTTPRequestHandler):
@@ -138,8 +154,11 @@ class WidgetHandler(BaseHTTPRequestHandler):
         if self.path in ("/", "/index.html"):
             return self._send(200, self.app.page(), "text/html")
         if self.path == "/api/widget":
-            example = {"instruction": self.app.instruction, "source_sentence": self.app.source,
-                       "sentences": self.app.sentences}
+            example = {
+                "instruction": self.app.instruction,
+                "source_sentence": self.app.source,
+                "sentences": self.app.sentences,
+            }
             return self._send(200, json.dumps(example), "application/json")
         self._send(404, json.dumps({"error": f"no route {self.path}"}), "application/json")
 
@@ -148,8 +167,9 @@ class WidgetHandler(BaseHTTPRequestHandler):
             return self._send(404, json.dumps({"error": f"no route {self.path}"}), "application/json")
         try:
             request = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
-            scores = self.app.similarity(request.get("source_sentence"), request.get("sentences"),
-                                         request.get("instruction") or "")
+            scores = self.app.similarity(
+                request.get("source_sentence"), request.get("sentences"), request.get("instruction") or ""
+            )
         except (ValueError, TypeError, AttributeError) as e:
             return self._send(400, json.dumps({"error": str(e)}), "application/json")
         self._send(200, json.dumps({"scores": scores}), "application/json")
@@ -162,8 +182,9 @@ def make_server(model_dir: str | Path, host: str = "127.0.0.1", port: int = 8000
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m publish.serve", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m publish.serve", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("model_dir")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)

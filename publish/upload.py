@@ -52,7 +52,9 @@ def run_verification(staged_dir: str | Path, timeout: float = 600) -> dict:
                 timeout=timeout,
             )
         except subprocess.TimeoutExpired as e:
-            raise PublishError(f"Verification of {staged_dir} timed out after {timeout:.0f}s; nothing uploaded.") from e
+            raise PublishError(
+                f"Verification of {staged_dir} timed out after {timeout:.0f}s; nothing uploaded."
+            ) from e
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     if proc.returncode != 0 or not lines:
         raise PublishError(
@@ -132,8 +134,12 @@ def publish(
         readme = None
         if render or (render is None and not (model_dir / "README.md").is_file()):
             if not base_model:
-                raise PublishError(f"{model_dir} has no README.md; pass --base-model so the model card can be rendered.")
-            card = render_card(model_dir, base_model=base_model, repo_id=repo_id, write=False, **dict(card_kwargs or {}))
+                raise PublishError(
+                    f"{model_dir} has no README.md; pass --base-model so the model card can be rendered."
+                )
+            card = render_card(
+                model_dir, base_model=base_model, repo_id=repo_id, write=False, **dict(card_kwargs or {})
+            )
             readme = str(card)
         files = stage(model_dir, staged_dir, readme=readme)
         if dry_run:
@@ -170,8 +176,10 @@ def _upload(staged_dir: Path, files: list[StagedFile], repo_id: str, private: bo
             403: f"the token has no write access to {repo_id.split('/')[0]!r}",
             404: "the repository or namespace does not exist",
         }.get(status, "see the server message")
-        raise PublishError(f"The Hub at {api.endpoint} rejected the upload of {repo_id} (HTTP {status}: {hint}): "
-                           f"{e.server_message or e}") from e
+        raise PublishError(
+            f"The Hub at {api.endpoint} rejected the upload of {repo_id} (HTTP {status}: {hint}): "
+            f"{e.server_message or e}"
+        ) from e
     except (OSError, httpx2.TransportError) as e:  # connection refused, DNS, TLS
         raise PublishError(f"Could not reach the Hub at {api.endpoint}: {e}") from e
     logger.info("uploaded %d files to %s", len(files), url)

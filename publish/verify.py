@@ -3,9 +3,9 @@
     python publish/verify.py STAGED_DIR
 
 Prints one JSON line: {"ok", "errors", "max_abs_diff", "dim"}. Checks: the README.md metadata parses (library,
-pipeline tag, widget), `AutoModel(trust_remote_code=True).encode` and `SentenceTransformer(...).encode(prompt_name=...)`
-both run and agree within `TOLERANCE`, and the vectors are finite and unit-norm. It imports nothing from this repository,
-so the folder's own modeling code is what runs.
+pipeline tag, widget), `AutoModel(trust_remote_code=True).encode` and
+`SentenceTransformer(...).encode(prompt_name=...)` both run and agree within `TOLERANCE`, and the vectors are finite
+and unit-norm. It imports nothing from this repository, so the folder's own modeling code is what runs.
 """
 
 import json
@@ -50,12 +50,22 @@ def check_models(folder: Path, passages: list[str], errors: list[str]) -> dict:
         return {}
     model = AutoModel.from_pretrained(str(folder), trust_remote_code=True).eval()
     with torch.inference_mode():
-        auto = torch.cat([model.encode(QUERIES, instruction=prompts["query"]),
-                          model.encode(passages, instruction=prompts.get("document", ""))])
-    st_vectors = torch.cat([
-        st.encode(QUERIES, prompt_name="query", convert_to_tensor=True),
-        st.encode(passages, prompt_name="document" if "document" in prompts else None, convert_to_tensor=True),
-    ]).float().cpu()
+        auto = torch.cat(
+            [
+                model.encode(QUERIES, instruction=prompts["query"]),
+                model.encode(passages, instruction=prompts.get("document", "")),
+            ]
+        )
+    st_vectors = (
+        torch.cat(
+            [
+                st.encode(QUERIES, prompt_name="query", convert_to_tensor=True),
+                st.encode(passages, prompt_name="document" if "document" in prompts else None, convert_to_tensor=True),
+            ]
+        )
+        .float()
+        .cpu()
+    )
     auto = auto.float().cpu()
     if auto.shape != st_vectors.shape:
         errors.append(f"AutoModel gives shape {tuple(auto.shape)}, SentenceTransformer {tuple(st_vectors.shape)}.")

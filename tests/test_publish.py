@@ -93,7 +93,9 @@ class FakeHubHandler(BaseHTTPRequestHandler):
         hub.requests.append((self.command, path))
         hub.auth.add(self.headers.get("Authorization", ""))
         if hub.reject:
-            return self._reply(hub.reject, {"error": "You don't have the rights to create a model under this namespace"})
+            return self._reply(
+                hub.reject, {"error": "You don't have the rights to create a model under this namespace"}
+            )
         parts = path.strip("/").split("/")
         if self.command == "POST" and path == "/api/repos/create":
             payload = json.loads(body)
@@ -106,15 +108,23 @@ class FakeHubHandler(BaseHTTPRequestHandler):
         if self.command == "POST" and parts[:2] == ["api", "models"] and parts[4] == "preupload":
             files = json.loads(body)["files"]
             modes = [
-                {"path": f["path"], "uploadMode": "lfs" if f["path"].endswith(hub.lfs_suffixes) else "regular",
-                 "shouldIgnore": False, "oid": None}
+                {
+                    "path": f["path"],
+                    "uploadMode": "lfs" if f["path"].endswith(hub.lfs_suffixes) else "regular",
+                    "shouldIgnore": False,
+                    "oid": None,
+                }
                 for f in files
             ]
             return self._reply(200, {"files": modes})
         if self.command == "POST" and path.endswith(".git/info/lfs/objects/batch"):
             objects = [
-                {"oid": o["oid"], "size": o["size"], "authenticated": True,
-                 "actions": {"upload": {"href": f"{hub.endpoint}/lfs-upload/{o['oid']}"}}}
+                {
+                    "oid": o["oid"],
+                    "size": o["size"],
+                    "authenticated": True,
+                    "actions": {"upload": {"href": f"{hub.endpoint}/lfs-upload/{o['oid']}"}},
+                }
                 for o in json.loads(body)["objects"]
             ]
             return self._reply(200, {"transfer": "basic", "objects": objects})
@@ -133,8 +143,14 @@ class FakeHubHandler(BaseHTTPRequestHandler):
                     hub.files[repo_id][item["value"]["path"]] = base64.b64decode(item["value"]["content"])
                 elif item["key"] == "lfsFile":
                     hub.files[repo_id][item["value"]["path"]] = hub.lfs_store[item["value"]["oid"]]
-            return self._reply(200, {"commitUrl": f"{hub.endpoint}/{repo_id}/commit/{'0' * 40}",
-                                     "commitOid": "0" * 40, "pullRequestUrl": None})
+            return self._reply(
+                200,
+                {
+                    "commitUrl": f"{hub.endpoint}/{repo_id}/commit/{'0' * 40}",
+                    "commitOid": "0" * 40,
+                    "pullRequestUrl": None,
+                },
+            )
         return self._reply(404, {"error": f"fake hub: no route for {self.command} {path}"})
 
     do_GET = do_POST = do_PUT = _handle
@@ -153,8 +169,15 @@ def fake_hub():
 def hub_env(hub: FakeHub, tmp_path: Path, token: str | None = FAKE_TOKEN, **extra) -> dict:
     """Environment of a publishing subprocess: the fake endpoint, online, an empty HF_HOME (no stored token)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGING"))}
-    env.update(HF_ENDPOINT=hub.endpoint, HF_HUB_OFFLINE="0", TRANSFORMERS_OFFLINE="0", HF_HOME=str(tmp_path / "hf_home"),
-               HF_HUB_DISABLE_PROGRESS_BARS="1", NO_PROXY="127.0.0.1", no_proxy="127.0.0.1")
+    env.update(
+        HF_ENDPOINT=hub.endpoint,
+        HF_HUB_OFFLINE="0",
+        TRANSFORMERS_OFFLINE="0",
+        HF_HOME=str(tmp_path / "hf_home"),
+        HF_HUB_DISABLE_PROGRESS_BARS="1",
+        NO_PROXY="127.0.0.1",
+        no_proxy="127.0.0.1",
+    )
     env.update(extra)
     if token:
         env["HF_TOKEN"] = token
@@ -189,16 +212,41 @@ def model_dir(tiny_nvembed_folder, tmp_path) -> Path:
 
 def test_card_metadata_round_trips(model_dir):
     eval_results = [
-        EvalResult(task_type="Retrieval", dataset_type="debian_description", dataset_name="debian_description",
-                   metric_type="ndcg_at_10", metric_value=0.612, dataset_split="test"),
-        EvalResult(task_type="Classification", dataset_type="debian_section", dataset_name="debian_section",
-                   metric_type="accuracy", metric_value=0.7, dataset_split="test"),
+        EvalResult(
+            task_type="Retrieval",
+            dataset_type="debian_description",
+            dataset_name="debian_description",
+            metric_type="ndcg_at_10",
+            metric_value=0.612,
+            dataset_split="test",
+        ),
+        EvalResult(
+            task_type="Classification",
+            dataset_type="debian_section",
+            dataset_name="debian_section",
+            metric_type="accuracy",
+            metric_value=0.7,
+            dataset_split="test",
+        ),
     ]
-    training = {"stages": {"stage1": {"loss": "CachedMNRL", "in_batch_negatives": True},
-                           "stage2": {"loss": "hard negatives only", "in_batch_negatives": False}},
-                "datasets": ["local/debian", "local/pydoc"], "hardware": "1x NVIDIA H100 80GB", "lora_r": 16}
-    card = render_card(model_dir, base_model=BASE_MODEL, training_config=training, eval_results=eval_results,
-                       repo_id="org/nvembed-tiny", license="apache-2.0", language="en")
+    training = {
+        "stages": {
+            "stage1": {"loss": "CachedMNRL", "in_batch_negatives": True},
+            "stage2": {"loss": "hard negatives only", "in_batch_negatives": False},
+        },
+        "datasets": ["local/debian", "local/pydoc"],
+        "hardware": "1x NVIDIA H100 80GB",
+        "lora_r": 16,
+    }
+    card = render_card(
+        model_dir,
+        base_model=BASE_MODEL,
+        training_config=training,
+        eval_results=eval_results,
+        repo_id="org/nvembed-tiny",
+        license="apache-2.0",
+        language="en",
+    )
 
     loaded = ModelCard.load(model_dir / "README.md").data
     assert loaded.base_model == BASE_MODEL
@@ -214,14 +262,25 @@ def test_card_metadata_round_trips(model_dir):
 
     meta = metadata_load(model_dir / "README.md")
     widget = meta["widget"][0]
-    assert widget["source_sentence"].startswith(f"Instruct: {INSTRUCTIONS['debian_description']['instruction']}\nQuery:\n")
+    assert widget["source_sentence"].startswith(
+        f"Instruct: {INSTRUCTIONS['debian_description']['instruction']}\nQuery:\n"
+    )
     assert len(widget["sentences"]) >= 2
     assert meta["model-index"][0]["results"][0]["metrics"][0] == {"type": "ndcg_at_10", "value": 0.612}
 
     body = card.text
-    for needle in ["trust_remote_code=True", 'prompt_name="query"', "mteb.evaluate", "| debian_section | classification |",
-                   "#### stage2", "1x NVIDIA H100 80GB", "| lora_r | 16 |", "| Retrieval | debian_description | test |",
-                   "lee2025nvembed", "## Limitations"]:
+    for needle in [
+        "trust_remote_code=True",
+        'prompt_name="query"',
+        "mteb.evaluate",
+        "| debian_section | classification |",
+        "#### stage2",
+        "1x NVIDIA H100 80GB",
+        "| lora_r | 16 |",
+        "| Retrieval | debian_description | test |",
+        "lee2025nvembed",
+        "## Limitations",
+    ]:
         assert needle in body, needle
 
 
@@ -242,7 +301,9 @@ def test_card_reads_eval_and_training_files_from_folder(model_dir):
     card = render_card(model_dir, base_model=BASE_MODEL)
     results = ModelCard.load(model_dir / "README.md").data.eval_results
     assert [(r.task_type, r.dataset_name, r.metric_value) for r in results] == [
-        ("Retrieval", "debian_description", 0.5), ("Classification", "debian_section", 0.75)]
+        ("Retrieval", "debian_description", 0.5),
+        ("Classification", "debian_section", 0.75),
+    ]
     assert "| learning_rate | 0.0001 |" in card.text
 
 
@@ -251,20 +312,39 @@ def test_card_reads_eval_and_training_files_from_folder(model_dir):
 
 @pytest.mark.parametrize(
     ("path", "allowed"),
-    [("model.safetensors", True), ("model-00001-of-00002.safetensors", True), ("tokenizer.json", True),
-     ("modeling_nvembed.py", True), ("1_Pooling/config.json", True), ("2_Dense/model.safetensors", True),
-     ("README.md", True), ("instructions.json", True), (".env", False), ("trainer_state.json", False),
-     ("checkpoints/model.safetensors", False), ("runs/events.out.tfevents", False), ("train.log", False),
-     ("optimizer.safetensors/x", False), ("1_Pooling/notes.txt", False), ("eval_results.json", False)],
+    [
+        ("model.safetensors", True),
+        ("model-00001-of-00002.safetensors", True),
+        ("tokenizer.json", True),
+        ("modeling_nvembed.py", True),
+        ("1_Pooling/config.json", True),
+        ("2_Dense/model.safetensors", True),
+        ("README.md", True),
+        ("instructions.json", True),
+        (".env", False),
+        ("trainer_state.json", False),
+        ("checkpoints/model.safetensors", False),
+        ("runs/events.out.tfevents", False),
+        ("train.log", False),
+        ("optimizer.safetensors/x", False),
+        ("1_Pooling/notes.txt", False),
+        ("eval_results.json", False),
+    ],
 )
 def test_allow_list(path, allowed):
     assert is_allowed(path) is allowed
 
 
 def test_staging_keeps_only_allow_listed_files(model_dir, tmp_path):
-    junk = {"checkpoints/checkpoint-10/optimizer.pt": b"x", "checkpoints/checkpoint-10/model.safetensors": b"x",
-            "runs/events.out.tfevents.1": b"x", "logs/train.log": b"x", ".env": f"HF_TOKEN={FAKE_TOKEN}".encode(),
-            "trainer_state.json": b"{}", "notes.txt": b"hello"}
+    junk = {
+        "checkpoints/checkpoint-10/optimizer.pt": b"x",
+        "checkpoints/checkpoint-10/model.safetensors": b"x",
+        "runs/events.out.tfevents.1": b"x",
+        "logs/train.log": b"x",
+        ".env": f"HF_TOKEN={FAKE_TOKEN}".encode(),
+        "trainer_state.json": b"{}",
+        "notes.txt": b"hello",
+    }
     for rel, data in junk.items():
         (model_dir / rel).parent.mkdir(parents=True, exist_ok=True)
         (model_dir / rel).write_bytes(data)
@@ -281,8 +361,18 @@ def test_staging_keeps_only_allow_listed_files(model_dir, tmp_path):
     assert all(f.size == (model_dir / f.path).stat().st_size for f in staged)
 
 
-@pytest.mark.parametrize("name", ["pytorch_model.bin", "training_args.bin", "model.pt", "weights.pth", "x.pkl",
-                                  "last.ckpt", "1_Dense/pytorch_model.bin"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "pytorch_model.bin",
+        "training_args.bin",
+        "model.pt",
+        "weights.pth",
+        "x.pkl",
+        "last.ckpt",
+        "1_Dense/pytorch_model.bin",
+    ],
+)
 def test_pickled_weights_refused(model_dir, name):
     (model_dir / name).parent.mkdir(exist_ok=True)
     (model_dir / name).write_bytes(b"\x80\x04pickle")
@@ -311,11 +401,16 @@ def test_token_scan_refuses_files_with_tokens(model_dir, tmp_path, monkeypatch):
 
 def test_dry_run_lists_files_with_sizes_and_uploads_nothing(model_dir, fake_hub, tmp_path):
     (model_dir / ".env").write_text("SECRET=1")
-    proc = run_python(["-m", "publish", str(model_dir), "--repo-id", "org/tiny", "--dry-run", "--base-model", BASE_MODEL],
-                      hub_env(fake_hub, tmp_path, token=None, HF_HUB_OFFLINE="1"))
+    proc = run_python(
+        ["-m", "publish", str(model_dir), "--repo-id", "org/tiny", "--dry-run", "--base-model", BASE_MODEL],
+        hub_env(fake_hub, tmp_path, token=None, HF_HUB_OFFLINE="1"),
+    )
     assert proc.returncode == 0, proc.stderr
-    listed = {line.split()[0]: int(line.split()[1].replace(",", "")) for line in proc.stdout.splitlines()
-              if line.endswith(" bytes") and not line.startswith(("Dry run", f"{len(EXPECTED_FILES)} files"))}
+    listed = {
+        line.split()[0]: int(line.split()[1].replace(",", ""))
+        for line in proc.stdout.splitlines()
+        if line.endswith(" bytes") and not line.startswith(("Dry run", f"{len(EXPECTED_FILES)} files"))
+    }
     assert set(listed) == EXPECTED_FILES
     assert listed["model.safetensors"] == (model_dir / "model.safetensors").stat().st_size
     assert ".env" in proc.stdout.splitlines()[-1]  # named as left out
@@ -327,8 +422,10 @@ def test_publish_verifies_then_uploads_exactly_the_staged_files(model_dir, fake_
     (model_dir / "checkpoints").mkdir()
     (model_dir / "checkpoints" / "optimizer.pt").write_bytes(b"x")
     (model_dir / ".env").write_text("SECRET=1")
-    proc = run_python(["-m", "publish", str(model_dir), "--repo-id", "org/tiny", "--private", "--base-model", BASE_MODEL],
-                      hub_env(fake_hub, tmp_path))
+    proc = run_python(
+        ["-m", "publish", str(model_dir), "--repo-id", "org/tiny", "--private", "--base-model", BASE_MODEL],
+        hub_env(fake_hub, tmp_path),
+    )
     assert proc.returncode == 0, proc.stderr
     assert "verified" in proc.stderr and "uploaded 11 files" in proc.stderr
 
@@ -344,7 +441,7 @@ def test_publish_verifies_then_uploads_exactly_the_staged_files(model_dir, fake_
 
 
 def test_publish_large_files_through_lfs_batch(model_dir, fake_hub, tmp_path):
-    """The legacy path (no hf_xet): the server asks for LFS, the client does batch + PUT, the commit references oids."""
+    """Legacy path (no hf_xet): the server asks for LFS, the client does batch + PUT, the commit references oids."""
     fake_hub.lfs_suffixes = (".safetensors",)
     env = hub_env(fake_hub, tmp_path, HF_HUB_DISABLE_XET="1")
     proc = run_python(["-c", PUBLISH_NO_VERIFY, str(model_dir), "org/tiny-lfs"], env)
@@ -356,16 +453,20 @@ def test_publish_large_files_through_lfs_batch(model_dir, fake_hub, tmp_path):
 
 
 def test_offline_mode_gives_clear_message(model_dir, fake_hub, tmp_path):
-    proc = run_python(["-m", "publish", str(model_dir), "--repo-id", "org/tiny", "--base-model", BASE_MODEL],
-                      hub_env(fake_hub, tmp_path, HF_HUB_OFFLINE="1"))
+    proc = run_python(
+        ["-m", "publish", str(model_dir), "--repo-id", "org/tiny", "--base-model", BASE_MODEL],
+        hub_env(fake_hub, tmp_path, HF_HUB_OFFLINE="1"),
+    )
     assert proc.returncode == 2
     assert "Offline mode is on" in proc.stderr and "--dry-run" in proc.stderr
     assert fake_hub.requests == []
 
 
 def test_missing_token_gives_clear_message(model_dir, fake_hub, tmp_path):
-    proc = run_python(["-m", "publish", str(model_dir), "--repo-id", "org/tiny", "--base-model", BASE_MODEL],
-                      hub_env(fake_hub, tmp_path, token=None))
+    proc = run_python(
+        ["-m", "publish", str(model_dir), "--repo-id", "org/tiny", "--base-model", BASE_MODEL],
+        hub_env(fake_hub, tmp_path, token=None),
+    )
     assert proc.returncode == 2
     assert "No Hugging Face token found" in proc.stderr and "HF_TOKEN" in proc.stderr
     assert fake_hub.requests == []

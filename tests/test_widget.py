@@ -20,13 +20,24 @@ from publish.serve import make_server, split_instruction
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = os.environ.get("NVEMBED_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run"]
-INSTRUCTIONS = {"debian_description": {"kind": "retrieval",
-                                       "instruction": "Given a package summary, retrieve its description"}}
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+INSTRUCTIONS = {
+    "debian_description": {"kind": "retrieval", "instruction": "Given a package summary, retrieve its description"}
+}
 QUERY = "compress a file with gzip"
-PASSAGES = ["gzip compresses files with the deflate algorithm", "the quick brown fox jumps over the lazy dog",
-            "network time protocol daemon keeps clocks in sync"]
+PASSAGES = [
+    "gzip compresses files with the deflate algorithm",
+    "the quick brown fox jumps over the lazy dog",
+    "network time protocol daemon keeps clocks in sync",
+]
 
 
 def browser_missing_reason() -> str | None:
@@ -75,10 +86,14 @@ def test_split_instruction_inverts_the_template():
 def test_similarity_endpoint_matches_model(widget_server):
     folder, url = widget_server
     example = json.load(urllib.request.urlopen(f"{url}/api/widget", timeout=30))
-    assert example == {"instruction": INSTRUCTIONS["debian_description"]["instruction"], "source_sentence": QUERY,
-                       "sentences": PASSAGES}
-    request = urllib.request.Request(f"{url}/api/similarity", data=json.dumps(example).encode(),
-                                     headers={"Content-Type": "application/json"})
+    assert example == {
+        "instruction": INSTRUCTIONS["debian_description"]["instruction"],
+        "source_sentence": QUERY,
+        "sentences": PASSAGES,
+    }
+    request = urllib.request.Request(
+        f"{url}/api/similarity", data=json.dumps(example).encode(), headers={"Content-Type": "application/json"}
+    )
     scores = json.load(urllib.request.urlopen(request, timeout=60))["scores"]
     assert scores == pytest.approx(model_scores(folder, example["instruction"], QUERY, PASSAGES), abs=1e-5)
 
