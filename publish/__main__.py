@@ -12,6 +12,8 @@ import json
 import logging
 import sys
 
+import yaml
+
 from .files import PublishError
 from .upload import publish
 
@@ -28,7 +30,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--base-model", default=None, help="backbone Hub id, needed to render the card")
     parser.add_argument("--render-card", action="store_true", help="re-render README.md even if the folder has one")
-    parser.add_argument("--training-config", default=None, help="JSON file for the card's training section")
+    parser.add_argument(
+        "--training-config",
+        default=None,
+        help="JSON or YAML file (e.g. train/configs/*.yaml) for the card's training section",
+    )
     parser.add_argument("--eval-results", default=None, help="JSON file for the card's evaluation section")
     parser.add_argument("--license", default="apache-2.0")
     args = parser.parse_args(argv)
@@ -39,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         for key, path in [("training_config", args.training_config), ("eval_results", args.eval_results)]:
             if path:
                 with open(path, encoding="utf-8") as f:
-                    card_kwargs[key] = json.load(f)
+                    card_kwargs[key] = yaml.safe_load(f) if path.endswith((".yaml", ".yml")) else json.load(f)
         publish(
             args.model_dir,
             args.repo_id,
