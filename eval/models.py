@@ -29,10 +29,12 @@ from pathlib import Path
 from typing import Any
 
 from mteb.models import ModelMeta
+from mteb.models.model_meta import ScoringFunction
 from mteb.models.instruct_wrapper import InstructSentenceTransformerModel
 from mteb.models.model_implementations.bm25 import BM25Search
 from mteb.models.sentence_transformer_wrapper import SentenceTransformerEncoderWrapper
 from mteb.types import PromptType
+
 
 try:
     from modeling_nvembed import INSTRUCTION_TEMPLATE, format_instruction
@@ -141,7 +143,7 @@ def load_model(spec: str) -> Any:
         from sentence_transformers import SentenceTransformer
 
         wrapper = SentenceTransformerEncoderWrapper(SentenceTransformer(str(MINILM_DIR), device="cpu"))
-        wrapper.mteb_model_meta = _meta("minilm", similarity_fn_name="cosine", use_instructions=False)
+        wrapper.mteb_model_meta = _meta("minilm", similarity_fn_name=ScoringFunction.COSINE, use_instructions=False)
         return wrapper
     kind, _, source = spec.partition(":")
     if kind in RAW_POOLING:
