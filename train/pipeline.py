@@ -6,6 +6,10 @@ Stage 1: retrieval tasks, in-batch + mined hard negatives (MultipleNegativesRank
 Stage 2: retrieval blended with classification/clustering/STS, one dataset per batch; the non-retrieval data uses
 only its own hard negatives (HardNegativesOnlyRankingLoss). LoRA on the backbone (peft), latent block trained fully.
 A killed run resumes from the last checkpoint of the stage it was in; finished stages are skipped.
+
+Several devices: the same command under `torchrun --nproc_per_node N -m train.pipeline CONFIG` or
+`accelerate launch -m train.pipeline CONFIG` runs DDP, with in-batch negatives gathered across processes
+(`gather_across_devices`); see train/configs/README.md.
 """
 
 import argparse
@@ -15,6 +19,7 @@ import shutil
 from pathlib import Path
 
 import torch
+from accelerate import PartialState
 from datasets import Dataset, load_from_disk
 from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer, SentenceTransformerTrainingArguments
 from sentence_transformers.base.sampler import BatchSamplers, MultiDatasetBatchSamplers
@@ -47,14 +52,26 @@ def bf16_available(device: str) -> bool:
     return "amx_bf16" in flags or "avx512_bf16" in flags
 
 
+def distributed_state() -> PartialState:
+    """The processes of a `torchrun` / `accelerate launch` run (gloo on CPU-only machines), or just this one."""
+    return PartialState(cpu=not torch.cuda.is_available())
+
+
 def prepare_base_model(cfg: RunConfig) -> Path:
     """An NV-Embed folder to start from: `base_model` itself, or a conversion of it (cached in output_dir/base)."""
     if cfg.base_model is not None and (Path(cfg.base_model) / "config.json").is_file():
         if json.loads((Path(cfg.base_model) / "config.json").read_text()).get("model_type") == "nvembed":
             return Path(cfg.base_model)
     base = Path(cfg.output_dir) / "base"
-    if not (base / "model.safetensors").is_file():
-        convert(cfg.base_model, base, num_latents=cfg.num_latents, mask_type=cfg.mask_type, pooling_mode=cfg.pooling_mode)
+    with distributed_state().main_process_first():  # one process converts, the others load its result
+        if not (base / "model.safetensors").is_file():
+            convert(
+                cfg.base_model,
+                base,
+                num_latents=cfg.num_latents,
+                mask_type=cfg.mask_type,
+                pooling_mode=cfg.pooling_mode,
+            )
     return base
 
 
@@ -115,14 +132,17 @@ def stage_datasets(stage: StageConfig, cfg: RunConfig, miner) -> tuple[dict, dic
         kinds[task] = spec.kind
         prompts[task] = {"anchor": format_instruction(spec.instruction)}
     scale = 1.0 / cfg.temperature
+    gather = cfg.gather_across_devices and distributed_state().num_processes > 1
     losses = {}
     for task, data in datasets.items():
         if kinds[task] != "retrieval" and not stage.in_batch_negatives_for_non_retrieval:
             losses[task] = HardNegativesOnlyRankingLoss(miner.student, scale=scale)
         elif cfg.cached_loss:
-            losses[task] = CachedMultipleNegativesRankingLoss(miner.student, scale=scale, mini_batch_size=cfg.mini_batch_size)
+            losses[task] = CachedMultipleNegativesRankingLoss(
+                miner.student, scale=scale, mini_batch_size=cfg.mini_batch_size, gather_across_devices=gather
+            )
         else:
-            losses[task] = MultipleNegativesRankingLoss(miner.student, scale=scale)
+            losses[task] = MultipleNegativesRankingLoss(miner.student, scale=scale, gather_across_devices=gather)
     return datasets, losses, prompts
 
 
@@ -149,15 +169,23 @@ class Miner:
             return self.student
         if self._teacher is None:
             self._teacher = SentenceTransformer(str(peer_model_path()), device=self.device)
+            # Mine on the text the student sees: same truncation (and 2-4x cheaper than the teacher's 256 tokens).
+            self._teacher.max_seq_length = self.cfg.max_seq_length
         return self._teacher
 
 
 def mine_negatives(data: Dataset, task: str, num_negatives: int, cfg: RunConfig, miner: Miner) -> Dataset:
+    name = f"{task}-{cfg.mining_model}-n{num_negatives}-len{cfg.max_seq_length}-m{cfg.relative_margin}-{len(data)}"
+    cache = Path(cfg.output_dir) / "mined" / name
+    with distributed_state().main_process_first():  # one process mines, the others read its cache
+        if (cache / "dataset_info.json").is_file():
+            return load_from_disk(str(cache))
+        return _mine_and_cache(data, num_negatives, cfg, miner, cache)
+
+
+def _mine_and_cache(data: Dataset, num_negatives: int, cfg: RunConfig, miner: Miner, cache: Path) -> Dataset:
     from sentence_transformers.util import mine_hard_negatives
 
-    cache = Path(cfg.output_dir) / "mined" / f"{task}-{cfg.mining_model}-n{num_negatives}-{len(data)}"
-    if (cache / "dataset_info.json").is_file():
-        return load_from_disk(str(cache))
     mined = mine_hard_negatives(
         data,
         miner.model,
@@ -219,9 +247,12 @@ def run_stage(model: SentenceTransformer, stage: StageConfig, index: int, cfg: R
     if last:
         logger.info("resuming stage %d from %s", index, last)
     trainer.train(resume_from_checkpoint=last)
-    write_loss_log(trainer.state.log_history, stage_dir, index)
-    model[0].model.save_pretrained(stage_dir / "final")
-    (stage_dir / "done.json").write_text(json.dumps({"global_step": trainer.state.global_step}))
+    state = distributed_state()
+    if state.is_main_process:
+        write_loss_log(trainer.state.log_history, stage_dir, index)
+        model[0].model.save_pretrained(stage_dir / "final")
+        (stage_dir / "done.json").write_text(json.dumps({"global_step": trainer.state.global_step}))
+    state.wait_for_everyone()
 
 
 class _TrainerShim:
@@ -281,6 +312,14 @@ def save_final(model: SentenceTransformer, cfg: RunConfig, output: Path) -> Path
     nvembed = model[0].model
     if hasattr(nvembed.embedding_model, "merge_and_unload"):
         nvembed.embedding_model = nvembed.embedding_model.merge_and_unload()
+    state = distributed_state()
+    if state.is_main_process:
+        _write_final(model, nvembed, cfg, output)
+    state.wait_for_everyone()
+    return output
+
+
+def _write_final(model: SentenceTransformer, nvembed, cfg: RunConfig, output: Path) -> None:
     if output.exists():
         shutil.rmtree(output)
     specs = task_specs()
@@ -292,11 +331,12 @@ def save_final(model: SentenceTransformer, cfg: RunConfig, output: Path) -> Path
     (output / "config_sentence_transformers.json").write_text(json.dumps(st_config, indent=2) + "\n")
     instructions = {name: {"kind": spec.kind, "instruction": spec.instruction} for name, spec in specs.items()}
     (output / "instructions.json").write_text(json.dumps(instructions, indent=2) + "\n")
-    return output
 
 
 def train(cfg: RunConfig, final_dir: str | Path | None = None) -> Path:
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    # Under torchrun / accelerate launch this sets up the process group; each process gets its own device.
+    state = distributed_state()
+    device = "cpu" if state.device.type == "cpu" else str(state.device)
     torch.manual_seed(cfg.seed)
     Path(cfg.output_dir).mkdir(parents=True, exist_ok=True)
     base = prepare_base_model(cfg)
