@@ -165,7 +165,7 @@ def test_mining_never_returns_positive_or_duplicates(tmp_path):
     rows = [{"anchor": f"how to {w} files", "positive": f"{w} is a tool to {w} files quickly"} for w in WORDS]
     rows += [{"anchor": "how to gzip files", "positive": "gzip is a tool to gzip files quickly"}]  # duplicate pair
     data = Dataset.from_list(rows)
-    cfg = RunConfig(output_dir=str(tmp_path), stages=[StageConfig(tasks=["x"])])
+    cfg = RunConfig(output_dir=str(tmp_path), mining_cache_dir=str(tmp_path / "mined"), stages=[StageConfig(tasks=["x"])])
     miner = pipeline.Miner(SentenceTransformer(str(peer_model_path()), device="cpu"), cfg, "cpu")
     mined = pipeline.mine_negatives(data, "toy", 3, cfg, miner)
     negatives = [c for c in mined.column_names if c.startswith("negative")]

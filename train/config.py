@@ -46,6 +46,9 @@ class RunConfig:
         temperature: InfoNCE temperature (0.01 in the paper, i.e. scale 100).
         cached_loss: CachedMultipleNegativesRankingLoss (GradCache) for large batches on small memory.
         mini_batch_size: the cached loss's chunk size.
+        gather_across_devices: under several processes (torchrun / accelerate launch), gather every process's
+            embeddings so each anchor sees the whole global batch as in-batch negatives (sentence-transformers'
+            `gather_across_devices`); no effect in a single process.
         gradient_checkpointing: recompute activations in backward to save memory.
         mining_model: "teacher" (bundled all-MiniLM-L6-v2) or "self" (the model being trained).
         max_seq_length: tokens per text during training.
@@ -65,10 +68,12 @@ class RunConfig:
     temperature: float = 0.01
     cached_loss: bool = False
     mini_batch_size: int = 8
+    gather_across_devices: bool = True
     gradient_checkpointing: bool = False
     bf16: str = "auto"  # "auto": bf16 where the hardware has it (GPU with bf16, CPU with AMX/avx512_bf16), else fp32
     mining_model: str = "teacher"
     relative_margin: float = 0.05  # positive-aware mining: keep negatives scoring below 95% of the positive
+    mining_cache_dir: str = "runs/mined-cache"  # shared by runs: mining with the fixed teacher depends only on data
     max_seq_length: int = 128
     save_steps: int = 20
     logging_steps: int = 5

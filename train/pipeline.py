@@ -175,8 +175,10 @@ class Miner:
 
 
 def mine_negatives(data: Dataset, task: str, num_negatives: int, cfg: RunConfig, miner: Miner) -> Dataset:
-    name = f"{task}-{cfg.mining_model}-n{num_negatives}-len{cfg.max_seq_length}-m{cfg.relative_margin}-{len(data)}"
-    cache = Path(cfg.output_dir) / "mined" / name
+    name = f"{task}-n{num_negatives}-len{cfg.max_seq_length}-m{cfg.relative_margin}-{len(data)}-{data._fingerprint}"
+    # With the model being trained as miner the result depends on the run, so it stays in the run's folder.
+    root = Path(cfg.mining_cache_dir) if cfg.mining_model == "teacher" else Path(cfg.output_dir) / "mined"
+    cache = root / name
     with distributed_state().main_process_first():  # one process mines, the others read its cache
         if (cache / "dataset_info.json").is_file():
             return load_from_disk(str(cache))
