@@ -1,0 +1,127 @@
+"""The paper's ablations at our scale: causal vs bidirectional x latent / mean / last-token pooling, and two-stage vs
+single-stage training, each trained from the same base config and evaluated on the held-out test splits.
+
+    python -m eval.ablations [--config train/configs/ablation.yaml] [--output-dir runs/ablations] [--only NAME ...]
+
+Every run is resumable (finished stages are skipped), so a killed sweep picks up where it stopped. Writes
+`ablations.md` (the paper's table shape, our numbers beside the paper's) and `ablations.json`.
+"""
+
+import argparse
+import copy
+import json
+import logging
+from pathlib import Path
+
+from train.config import StageConfig, load_config
+
+
+logger = logging.getLogger(__name__)
+
+# (mask_type, pooling_mode) -> paper's MTEB average after stage 2 (NV-Embed-v1, Table 2)
+PAPER_POOLING = {
+    ("b", "latent_attention"): 69.32,
+    ("b", "mean"): 68.97,
+    ("b", "last_token"): 67.85,
+    ("c", "latent_attention"): 68.47,
+    ("c", "mean"): 68.13,
+    ("c", "last_token"): 66.50,
+}
+# NV-Embed-v2: two-stage vs single-stage (in-batch negatives on everywhere / off for non-retrieval)
+PAPER_STAGES = {"two-stage": 72.31, "single-stage, in-batch everywhere": 70.83, "single-stage, in-batch off": 71.94}
+MASK_NAMES = {"b": "bidirectional", "c": "causal"}
+
+
+def variants(base) -> dict[str, object]:
+    runs = {}
+    for (mask, pooling) in PAPER_POOLING:
+        cfg = copy.deepcopy(base)
+        cfg.mask_type, cfg.pooling_mode = mask, pooling
+        runs[f"{MASK_NAMES[mask]}-{pooling}"] = cfg
+    all_tasks = list(dict.fromkeys(t for s in base.stages for t in s.tasks))
+    steps = sum(s.max_steps for s in base.stages)
+    last = base.stages[-1]
+    for name, in_batch in (("single-stage, in-batch everywhere", True), ("single-stage, in-batch off", False)):
+        cfg = copy.deepcopy(base)
+        cfg.stages = [
+            StageConfig(
+                tasks=all_tasks,
+                max_steps=steps,
+                batch_size=last.batch_size,
+                learning_rate=base.stages[0].learning_rate,
+                num_hard_negatives=last.num_hard_negatives,
+                in_batch_negatives_for_non_retrieval=in_batch,
+                max_examples_per_task=last.max_examples_per_task,
+            )
+        ]
+        runs[name] = cfg
+    return runs
+
+
+def table(scores: dict[str, dict[str, float]], tasks: list[str]) -> str:
+    def avg(name):
+        row = scores.get(name)
+        return f"{100 * sum(row[t] for t in tasks) / len(tasks):.2f}" if row else "-"
+
+    lines = [
+        "Pooling x attention mask (average main score over our test tasks; paper: MTEB average, NV-Embed-v1)",
+        "",
+        "| mask | latent-attention | mean | last token | paper: latent | paper: mean | paper: last |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for mask in ("b", "c"):
+        ours = [avg(f"{MASK_NAMES[mask]}-{p}") for p in ("latent_attention", "mean", "last_token")]
+        paper = [f"{PAPER_POOLING[(mask, p)]:.2f}" for p in ("latent_attention", "mean", "last_token")]
+        lines.append(f"| {MASK_NAMES[mask]} | " + " | ".join(ours + paper) + " |")
+    lines += ["", "Training stages (paper: NV-Embed-v2 MTEB average)", "", "| recipe | ours | paper |", "|---|---|---|"]
+    stage_rows = {"two-stage": "bidirectional-latent_attention", **{k: k for k in PAPER_STAGES if k != "two-stage"}}
+    for label, run in stage_rows.items():
+        lines.append(f"| {label} | {avg(run)} | {PAPER_STAGES[label]:.2f} |")
+    lines += ["", "Per task (main score x 100)", "", "| run | " + " | ".join(tasks) + " |", "|---" * (len(tasks) + 1) + "|"]
+    for name, row in scores.items():
+        lines.append(f"| {name} | " + " | ".join(f"{100 * row[t]:.1f}" for t in tasks) + " |")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default="train/configs/ablation.yaml")
+    parser.add_argument("--output-dir", default="runs/ablations")
+    parser.add_argument("--only", nargs="*", default=None, help="run only these variant names")
+    parser.add_argument("--tasks", nargs="*", default=None, help="eval tasks (default: all local tasks)")
+    parser.add_argument("--split", default="test")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+
+    from eval.compare import compare
+    from eval.export import export
+    from train.pipeline import train
+
+    out = Path(args.output_dir)
+    base = load_config(args.config)
+    runs = variants(base)
+    unknown = set(args.only or []) - set(runs)
+    if unknown:
+        raise ValueError(f"Unknown variant(s) {sorted(unknown)}; known: {sorted(runs)}")
+    export()
+    results_path = out / "ablations.json"
+    scores = json.loads(results_path.read_text()) if results_path.is_file() else {}
+    for name, cfg in runs.items():
+        if args.only and name not in args.only:
+            continue
+        slug = name.replace(", ", "-").replace(" ", "-")
+        cfg.output_dir = str(out / slug)
+        final = Path(cfg.output_dir) / "final"
+        if not (final / "model.safetensors").is_file():
+            train(cfg, final)
+        result = compare({slug: str(final)}, args.tasks, out / "eval" / slug, split=args.split)
+        scores[name] = result[slug]
+        results_path.write_text(json.dumps(scores, indent=2))
+    tasks = sorted({t for row in scores.values() for t in row})
+    report = table(scores, tasks)
+    (out / "ablations.md").write_text(report + "\n")
+    print(report)
+
+
+if __name__ == "__main__":
+    main()
