@@ -219,3 +219,12 @@ def test_tasks_use_train_data_instruction_and_kind():
         prompt = task_cls.metadata.prompt
         assert (prompt["query"] if isinstance(prompt, dict) else prompt) == TASKS[name].instruction, name
         assert KIND_OF_TYPE[task_cls.metadata.type] == TASKS[name].kind, name
+
+
+def test_compare_parses_named_system_specs():
+    from eval.compare import parse_models
+
+    assert parse_models(["bm25=bm25", "ours=artifacts/x", "minilm"]) == {
+        "bm25": "bm25", "ours": "artifacts/x", "minilm": "minilm"}
+    with pytest.raises(ValueError, match="twice"):
+        parse_models(["a=bm25", "a=minilm"])
