@@ -1,0 +1,174 @@
+"""Cost of latent-attention pooling: NV-Embed (512 latents) vs the same backbone and weights with mean pooling.
+
+    .venv/bin/python benchmarks/encode_overhead.py                      # CPU, batch 2, lengths 128 and 512
+    .venv/bin/python benchmarks/encode_overhead.py --device cuda --batch-size 32 --lengths 128,512,2048 --repeats 20
+
+One model is loaded once; the variants differ only in pooling, on identical token batches (windows of real text):
+  latent   config.pooling_mode = "latent_attention" (what ships)
+  mean     config.pooling_mode = "mean" (the paper's ablation: no latent block at all)
+  hoisted  latent attention with the latents' LayerNorm + K/V projection computed once per batch instead of once per
+           row (the shipped block expands the latents to (B, N, d) first, so it projects 512 x d x 2*inner per row);
+           same weights, same output (max abs diff printed). A patched copy for measurement; modeling is unchanged.
+End-to-end forwards are interleaved (latent, mean, hoisted, ...). Then the pooling step alone is timed on fixed hidden
+states, which is far less noisy on a shared CPU, and compared with a narrow block (cross_dim_head = hidden/heads, so
+the attention's inner width is the hidden size instead of 8x it; new random weights, timing only).
+"""
+
+import argparse
+import copy
+import types
+
+import torch
+import torch.nn.functional as F
+
+from _common import Report, converted_folder, interleaved, load_model, median, pick_dtype, spread, token_batch
+
+
+def hoisted_forward(self, hidden_states: torch.Tensor, pool_mask: torch.Tensor) -> torch.Tensor:
+    """NVEmbedLatentAttentionModel.forward with the latents' K/V computed once per batch: same math, same weights."""
+    from modeling_nvembed import masked_mean
+
+    cross_attn, cross_ff = self.cross_attend_blocks
+    attention = cross_attn.fn
+    B, L, _ = hidden_states.shape
+    latents = cross_attn.norm_context(self.latents.to(hidden_states.dtype))  # (N, d), once instead of (B, N, d)
+    N = latents.shape[0]
+    k, v = attention.to_kv(latents).chunk(2, dim=-1)  # (N, inner) each
+    k = k.view(1, N, attention.heads, -1).transpose(1, 2).expand(B, -1, -1, -1)  # (B, h, N, dh), no copy
+    v = v.view(1, N, attention.heads, -1).transpose(1, 2).expand(B, -1, -1, -1)  # (B, h, N, dh)
+    q = attention.to_q(cross_attn.norm(hidden_states)).view(B, L, attention.heads, -1).transpose(1, 2)  # (B, h, L, dh)
+    out = F.scaled_dot_product_attention(q, k, v)  # (B, h, L, dh)
+    hidden_states = hidden_states + attention.to_out(out.transpose(1, 2).reshape(B, L, -1))  # (B, L, d)
+    hidden_states = hidden_states + cross_ff(hidden_states)
+    embeddings = masked_mean(hidden_states, pool_mask)
+    return F.normalize(embeddings, p=2, dim=-1) if self.output_normalize else embeddings
+
+
+def narrow_block(model, dtype, device):
+    """The latent block with cross_dim_head = hidden / heads (inner width = hidden), random weights."""
+    from configuration_nvembed import LatentAttentionConfig
+    from modeling_nvembed import NVEmbedLatentAttentionModel
+
+    cfg = model.config.latent_attention_config
+    narrow = LatentAttentionConfig(
+        num_latents_value=cfg.num_latents_value,
+        num_cross_heads=cfg.num_cross_heads,
+        hidden_dim=cfg.hidden_dim,
+        latent_dim=cfg.latent_dim,
+        cross_dim_head=cfg.hidden_dim // cfg.num_cross_heads,
+    )
+    return NVEmbedLatentAttentionModel(narrow).to(device=device, dtype=dtype).eval()
+
+
+def block_params(block) -> int:
+    return sum(p.numel() for p in block.parameters())
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--batch-size", type=int, default=2)
+    parser.add_argument("--lengths", default="128,512", help="tokens per text, comma-separated")
+    parser.add_argument("--repeats", type=int, default=3, help="timed end-to-end forwards per variant and length")
+    parser.add_argument("--pool-repeats", type=int, default=7, help="timed pooling-only calls per variant")
+    parser.add_argument("--num-latents", type=int, default=512)
+    args = parser.parse_args()
+
+    device, dtype = args.device, pick_dtype(args.device)
+    report = Report("encode_overhead", device)
+    folder = converted_folder(args.num_latents)
+    model = load_model(folder, device, dtype)
+    block = model.latent_attention_model
+    hoisted = copy.deepcopy(block)
+    hoisted.forward = types.MethodType(hoisted_forward, hoisted)
+    narrow = narrow_block(model, dtype, device)
+    narrow_hoisted = copy.deepcopy(narrow)
+    narrow_hoisted.forward = types.MethodType(hoisted_forward, narrow_hoisted)
+    text = model.config.text_config
+    la = model.config.latent_attention_config
+    report(f"model: {folder.name} (SmolLM2-135M backbone, hidden {text.hidden_size}, {text.num_hidden_layers} layers)")
+    report(
+        f"latent block: {la.num_latents_value} latents, {la.num_cross_heads} heads x cross_dim_head {la.cross_dim_head}"
+        f" = inner width {la.num_cross_heads * la.cross_dim_head} ({block_params(block) / 1e6:.1f}M params; narrow"
+        f" variant {block_params(narrow) / 1e6:.1f}M); backbone {block_params(model.embedding_model) / 1e6:.1f}M params"
+    )
+    report(f"device {device}, dtype {dtype}, batch {args.batch_size}, repeats {args.repeats} (median [min-max])")
+    report()
+
+    def forward(mode, batch):
+        def run():
+            model.config.pooling_mode = "latent_attention" if mode != "mean" else "mean"
+            model.latent_attention_model = hoisted if mode == "hoisted" else block
+            with torch.no_grad():
+                return model(**batch)["sentence_embeddings"]
+
+        return run
+
+    lengths = [int(x) for x in args.lengths.split(",")]
+    summary = []
+    for length in lengths:
+        batch = token_batch(model.tokenizer, args.batch_size, length, device)
+        same = (forward("latent", batch)() - forward("hoisted", batch)()).abs().max().item()
+        times = interleaved(
+            {m: forward(m, batch) for m in ("latent", "mean", "hoisted")}, args.repeats, warmup=1, device=device
+        )
+        t = {m: median(v) for m, v in times.items()}
+        n_tokens = args.batch_size * length
+        report(f"length {length} (batch {args.batch_size} x {length} = {n_tokens} tokens), end-to-end forward:")
+        for m in ("mean", "latent", "hoisted"):
+            report(
+                f"  {m:8s} {t[m]:8.3f} s {spread(times[m]):>17s}  {args.batch_size / t[m]:7.2f} texts/s"
+                f"  {n_tokens / t[m]:8.0f} tokens/s"
+            )
+        report(f"  latent-attention overhead vs mean: {100 * (t['latent'] / t['mean'] - 1):+.1f}%  (target < 5%)")
+        report(f"  hoisted K/V overhead vs mean:      {100 * (t['hoisted'] / t['mean'] - 1):+.1f}%")
+        report(f"  hoisted vs shipped embeddings: max abs diff {same:.2e}")
+
+        # pooling alone on fixed hidden states: isolates the block from backbone noise
+        with torch.no_grad():
+            hidden = model.embedding_model(
+                input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False
+            ).last_hidden_state
+        from modeling_nvembed import masked_mean
+
+        pool_mask = batch["pool_mask"]
+
+        def pool(fn):
+            def run():
+                with torch.no_grad():
+                    return fn(hidden, pool_mask)
+
+            return run
+
+        pools = {
+            "mean": pool(lambda h, m: F.normalize(masked_mean(h, m), dim=-1)),
+            "latent": pool(block),
+            "hoisted": pool(hoisted),
+            "narrow": pool(narrow),
+            "narrow+hoisted": pool(narrow_hoisted),
+        }
+        ptimes = interleaved(pools, args.pool_repeats, warmup=2, device=device)
+        p = {m: median(v) for m, v in ptimes.items()}
+        backbone = max(t["mean"] - p["mean"], 1e-9)
+        report(f"  pooling step alone (median of {args.pool_repeats}), as % of the backbone forward ({backbone:.3f} s):")
+        for m in pools:
+            report(f"    {m:15s} {1000 * p[m]:9.1f} ms {spread(ptimes[m]):>17s}  = {100 * p[m] / backbone:6.1f}%")
+        summary.append((length, t, p, backbone))
+        report()
+
+    report("summary (overhead = extra time over mean pooling):")
+    report("  length | end-to-end latent | end-to-end hoisted | pool-only latent | hoisted | narrow | narrow+hoisted")
+    for length, t, p, backbone in summary:
+
+        def over(x):
+            return f"{100 * (x - p['mean']) / backbone:+6.1f}%"
+
+        report(
+            f"  {length:6d} | {100 * (t['latent'] / t['mean'] - 1):+16.1f}% | {100 * (t['hoisted'] / t['mean'] - 1):+17.1f}% |"
+            f" {over(p['latent']):>16s} | {over(p['hoisted']):>7s} | {over(p['narrow']):>6s} | {over(p['narrow+hoisted']):>14s}"
+        )
+    report.save()
+
+
+if __name__ == "__main__":
+    main()

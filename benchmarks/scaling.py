@@ -1,0 +1,171 @@
+"""How encoding time and peak memory grow with input length and corpus size, and what length-sorted batching saves.
+
+    .venv/bin/python benchmarks/scaling.py                                   # CPU: lengths 128..4096, corpus 16/64
+    .venv/bin/python benchmarks/scaling.py --lengths 128,512,2048,4096,8192  # CPU up to 8k (several more minutes)
+    .venv/bin/python benchmarks/scaling.py --device cuda --lengths 128,512,2048,8192,32768 --corpus-sizes 256,1024,4096
+
+1. Length: one fresh process per point encodes one text of L tokens (batch 1) with NVEmbedModel.forward; it reports
+   the median time and its peak memory: on CPU the process's peak RSS (`getrusage` maxrss) minus its RSS after
+   loading the model, i.e. what the forward itself needed; on a GPU `torch.cuda.max_memory_allocated`.
+2. Corpus size: one fresh process per point runs `model.encode` over N texts of mixed lengths (batch 8).
+3. Sorted vs unsorted batching, in this process: `encode` (sorts texts by length, so a batch pads little) against
+   the same `tokenize` + forward on batches in the corpus's original order, interleaved; outputs compared.
+"""
+
+import argparse
+import json
+import random
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from _common import (
+    Report,
+    converted_folder,
+    interleaved,
+    load_model,
+    maxrss_mib,
+    median,
+    pick_dtype,
+    rss_mib,
+    run_child,
+    spread,
+    sync,
+    text_token_ids,
+    token_batch,
+)
+
+
+def mixed_corpus(tokenizer, n: int, min_tokens: int, max_tokens: int, seed: int = 0) -> list[str]:
+    """`n` texts cut from real text, lengths log-uniform in [min_tokens, max_tokens] tokens."""
+    rng = random.Random(seed)
+    ids = text_token_ids(tokenizer, 20000)
+    texts = []
+    for _ in range(n):
+        length = int(round(min_tokens * (max_tokens / min_tokens) ** rng.random()))
+        start = rng.randrange(0, len(ids) - length)
+        texts.append(tokenizer.decode(ids[start : start + length]).strip() or "text")
+    return texts
+
+
+def child(args) -> None:
+    device, dtype = args.device, pick_dtype(args.device)
+    model = load_model(converted_folder(), device, dtype)
+    base_rss = rss_mib()
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+        base_gpu = torch.cuda.memory_allocated() / 2**20
+    kind, value = args.child
+    value = int(value)
+    times = []
+    if kind == "length":
+        batch = token_batch(model.tokenizer, 1, value, device)
+        runs = args.repeats if value <= 1024 else 1
+        if value <= 512:
+            with torch.no_grad():
+                model(**batch)
+        for _ in range(runs):
+            sync(device)
+            t0 = time.perf_counter()
+            with torch.no_grad():
+                model(**batch)
+            sync(device)
+            times.append(time.perf_counter() - t0)
+        tokens = value
+    else:
+        texts = mixed_corpus(model.tokenizer, value, 16, 256)
+        tokens = sum(len(model.tokenizer(t)["input_ids"]) for t in texts)
+        model.encode(texts[:8], batch_size=8)  # warm-up
+        sync(device)
+        t0 = time.perf_counter()
+        model.encode(texts, batch_size=8)
+        sync(device)
+        times.append(time.perf_counter() - t0)
+    result = {"times": times, "tokens": tokens, "base_rss_mib": base_rss, "peak_rss_mib": maxrss_mib()}
+    if device.startswith("cuda"):
+        result["gpu_peak_mib"] = torch.cuda.max_memory_allocated() / 2**20 - base_gpu
+    print(json.dumps(result))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--lengths", default="128,512,2048,4096")
+    parser.add_argument("--corpus-sizes", default="16,64")
+    parser.add_argument("--sort-corpus", type=int, default=48, help="texts in the sorted-vs-unsorted comparison")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        return child(args)
+
+    device = args.device
+    report = Report("scaling", device)
+    converted_folder()
+    script = Path(__file__).resolve()
+    common = ["--device", device, "--repeats", str(args.repeats)]
+    mem_label = "GPU peak alloc" if device.startswith("cuda") else "peak RSS - RSS after load"
+
+    report(f"1. input length (batch 1, one fresh process per point; memory = {mem_label}):")
+    report("   tokens | time/forward (median [min-max]) | tokens/s | memory MiB | time ratio vs previous (length x)")
+    previous = None
+    for length in [int(x) for x in args.lengths.split(",")]:
+        r = run_child(script, common + ["--child", "length", str(length)])
+        t = median(r["times"])
+        memory = r.get("gpu_peak_mib", r["peak_rss_mib"] - r["base_rss_mib"])
+        growth = f"{t / previous[1]:.2f}x for {length / previous[0]:.0f}x tokens" if previous else ""
+        report(f"   {length:6d} | {t:8.3f} s {spread(r['times']):>19s} | {length / t:8.0f} | {memory:10.0f} | {growth}")
+        previous = (length, t)
+    report()
+
+    report(f"2. corpus size (`encode`, batch 8, texts of 16-256 tokens; memory = {mem_label}):")
+    report("   texts | tokens | time | texts/s | tokens/s | memory MiB")
+    for n in [int(x) for x in args.corpus_sizes.split(",")]:
+        r = run_child(script, common + ["--child", "corpus", str(n)])
+        t = r["times"][0]
+        memory = r.get("gpu_peak_mib", r["peak_rss_mib"] - r["base_rss_mib"])
+        report(f"   {n:5d} | {r['tokens']:6d} | {t:7.2f} s | {n / t:7.2f} | {r['tokens'] / t:8.0f} | {memory:10.0f}")
+    report()
+
+    model = load_model(converted_folder(), device, pick_dtype(device))
+    texts = mixed_corpus(model.tokenizer, args.sort_corpus, 16, 256, seed=1)
+    batch_size = 8
+
+    def unsorted():
+        chunks, padded = [], 0
+        for start in range(0, len(texts), batch_size):
+            batch = {k: v.to(device) for k, v in model.tokenize(texts[start : start + batch_size]).items()}
+            padded += batch["input_ids"].numel()
+            with torch.no_grad():
+                chunks.append(model(**batch)["sentence_embeddings"])
+        return torch.cat(chunks), padded
+
+    def padded_tokens(order):
+        return sum(
+            model.tokenize([texts[i] for i in order[s : s + batch_size]])["input_ids"].numel()
+            for s in range(0, len(order), batch_size)
+        )
+
+    real = sum(len(model.tokenizer(t)["input_ids"]) for t in texts)
+    sorted_order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+    diff = (model.encode(texts, batch_size=batch_size) - unsorted()[0]).abs().max().item()
+    times = interleaved(
+        {"sorted (encode)": lambda: model.encode(texts, batch_size=batch_size), "unsorted": unsorted},
+        args.repeats,
+        warmup=0,
+        device=device,
+    )
+    t = {k: median(v) for k, v in times.items()}
+    report(f"3. length-sorted vs original-order batching: {len(texts)} texts of 16-256 tokens, batch {batch_size}")
+    report(f"   real tokens {real}; tokens incl. padding: sorted {padded_tokens(sorted_order)},"
+           f" unsorted {padded_tokens(list(range(len(texts))))}")
+    for k, v in times.items():
+        report(f"   {k:16s} {t[k]:7.2f} s {spread(v)}")
+    report(f"   unsorted / sorted time: {t['unsorted'] / t['sorted (encode)']:.2f}x; max abs diff of embeddings {diff:.1e}")
+    report.save()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
