@@ -26,7 +26,8 @@ def test_dataset_saved_to_disk_loads_into_the_training_schema(tmp_path):
 
     datasets.Dataset.from_dict(ROWS).save_to_disk(tmp_path / "single")
     single = hub.load_hub_pairs(tmp_path / "single", anchor_column="question", positive_column="answer", limit=1)
-    assert single.to_dict() == {"anchor": ["what does gzip do"], "positive": ["gzip compresses files"], "task": ["single"]}
+    expected = {"anchor": ["what does gzip do"], "positive": ["gzip compresses files"], "task": ["single"]}
+    assert single.to_dict() == expected
 
 
 def test_jsonl_folder_loads_and_swapped_columns_stay_correct(tmp_path):

@@ -101,14 +101,20 @@ def test_tiny_lm_generates_once_then_reads_the_cache_and_its_garbage_is_dropped(
 ):
     config = QueryGenerationConfig(max_new_tokens=8, batch_size=2)
     ids = [f"p{i}" for i in range(len(PASSAGES))]
-    first = synthetic.generate_cached(ids, PASSAGES, name="t", model=tiny_causal_lm, config=config, cache_dir=tmp_path)
+
+    def generate(config):
+        return synthetic.generate_cached(
+            ids, PASSAGES, name="t", model=tiny_causal_lm, config=config, cache_dir=tmp_path
+        )
+
+    first = generate(config)
     assert counted_generate == [len(PASSAGES)]
     assert first["id"] == ids and all(text for text in first["raw"])  # something was generated for every passage
-    second = synthetic.generate_cached(ids, PASSAGES, name="t", model=tiny_causal_lm, config=config, cache_dir=tmp_path)
+    second = generate(config)
     assert counted_generate == [len(PASSAGES)]  # served from the cache
     assert second.to_dict() == first.to_dict()
     other = QueryGenerationConfig(max_new_tokens=8, batch_size=2, system="You write questions.")
-    synthetic.generate_cached(ids, PASSAGES, name="t", model=tiny_causal_lm, config=other, cache_dir=tmp_path)
+    generate(other)
     assert len(counted_generate) == 2  # a different prompt is a different cache entry
 
     result = synthetic.filter_queries(first, prompt=config.instruction_text())

@@ -15,7 +15,7 @@ Example:
     >>> pairs = load_hub_pairs("sentence-transformers/natural-questions", limit=1000)  # doctest: +SKIP
     >>> pairs.column_names  # doctest: +SKIP
     ['anchor', 'positive', 'task']
-    >>> local = load_hub_pairs("/data/nq", anchor_column="query", positive_column="answer", task="nq")  # doctest: +SKIP
+    >>> local = load_hub_pairs("/data/nq", anchor_column="query", positive_column="answer")  # doctest: +SKIP
 """
 
 from __future__ import annotations

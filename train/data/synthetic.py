@@ -137,7 +137,8 @@ class QueryFilter:
     def __post_init__(self):
         if not 0 < self.min_words <= self.max_words or not 0 < self.min_chars <= self.max_chars:
             raise ValueError(
-                f"Need 0 < min <= max: words {self.min_words}..{self.max_words}, chars {self.min_chars}..{self.max_chars}"
+                f"Need 0 < min <= max: words {self.min_words}..{self.max_words}, "
+                f"chars {self.min_chars}..{self.max_chars}"
             )
         for name in ("min_letter_ratio", "min_unique_word_ratio", "max_copy_overlap"):
             if not 0.0 <= getattr(self, name) <= 1.0:
@@ -184,7 +185,9 @@ class QueryFilter:
         if self._is_garbage(query, words):
             return "garbage"
         lowered = " ".join(query.casefold().split())
-        if any(marker in lowered for marker in self.echo_markers) or self._overlap(words, prompt) > self.max_copy_overlap:
+        if any(marker in lowered for marker in self.echo_markers):
+            return "echo"
+        if self._overlap(words, prompt) > self.max_copy_overlap:
             return "echo"
         if len(words) >= self.copy_min_words and " ".join(words) in " ".join(_words(passage)):
             return "copy"
@@ -246,7 +249,8 @@ class QueryGenerationConfig:
         for example_passage, example_query in self.examples:
             turns.append({"role": "user", "content": self.prompt.format(passage=example_passage)})
             turns.append({"role": "assistant", "content": example_query})
-        turns.append({"role": "user", "content": self.prompt.format(passage=truncate(passage, self.max_passage_chars))})
+        passage = truncate(passage, self.max_passage_chars)
+        turns.append({"role": "user", "content": self.prompt.format(passage=passage)})
         return turns
 
 
@@ -266,14 +270,8 @@ def _render(tokenizer, messages: list[dict[str, str]]) -> str:
     return "\n\n".join(lines) + " "
 
 
-def load_generator(model: str | Path | None = None):
-    """Loads an instruct LLM and its tokenizer from a folder or a ``.gguf`` file (default: the bundled SmolLM2).
-
-    Returns:
-        ``(model, tokenizer, model_id)``; ``model_id`` (resolved path and weight sizes) is part of the cache key.
-    """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
+def _resolve_model(model: str | Path | None) -> tuple[Path, str]:
+    """Returns the model path (default: the bundled SmolLM2 GGUF) and its id: the path plus its weight file sizes."""
     if model is None:
         from nvembed_defaults import default_backbone_path
 
@@ -282,16 +280,28 @@ def load_generator(model: str | Path | None = None):
     if path.is_file():
         if path.suffix != ".gguf":
             raise ValueError(f"{path}: a model file must be .gguf; else pass the model folder")
-        kwargs, folder, sizes = {"gguf_file": path.name}, path.parent, [path.stat().st_size]
+        sizes = [path.stat().st_size]
     elif path.is_dir():
-        kwargs, folder = {}, path
         sizes = [f.stat().st_size for f in sorted(path.iterdir()) if f.suffix in (".safetensors", ".bin", ".json")]
     else:
         raise FileNotFoundError(f"No model at {path}")
+    return path, f"{path}:{sizes}"
+
+
+def load_generator(model: str | Path | None = None):
+    """Loads an instruct LLM and its tokenizer from a folder or a ``.gguf`` file (default: the bundled SmolLM2).
+
+    Returns:
+        ``(model, tokenizer, model_id)``; ``model_id`` (resolved path and weight sizes) is part of the cache key.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path, model_id = _resolve_model(model)
+    kwargs, folder = ({"gguf_file": path.name}, path.parent) if path.is_file() else ({}, path)
     logger.info("loading query writer %s", path)
     tokenizer = AutoTokenizer.from_pretrained(str(folder), **kwargs)
     llm = AutoModelForCausalLM.from_pretrained(str(folder), **kwargs).eval()
-    return llm, tokenizer, f"{path}:{sizes}"
+    return llm, tokenizer, model_id
 
 
 def generate_queries(passages: Sequence[str], model, tokenizer, config: QueryGenerationConfig) -> list[str]:
@@ -304,8 +314,9 @@ def generate_queries(passages: Sequence[str], model, tokenizer, config: QueryGen
     padding_side, tokenizer.padding_side = tokenizer.padding_side, "left"  # generation continues at the right end
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    sampling = {"do_sample": True, "temperature": config.temperature} if config.temperature > 0 else {"do_sample": False}
+    sampling = {"do_sample": False}
     if config.temperature > 0:
+        sampling = {"do_sample": True, "temperature": config.temperature}
         torch.manual_seed(config.seed)
     outputs = []
     try:
@@ -362,20 +373,8 @@ def generate_cached(
     if len(ids) != len(passages):
         raise ValueError(f"{len(ids)} ids but {len(passages)} passages")
     config = config or QueryGenerationConfig()
-    if model is None:
-        from nvembed_defaults import default_backbone_path
-
-        model = default_backbone_path()
-    path = Path(model).expanduser().resolve()
-    # The key needs the model identity before loading it (loading takes ~30 s); load_generator builds the same id.
-    sizes = (
-        [path.stat().st_size]
-        if path.is_file()
-        else [f.stat().st_size for f in sorted(path.iterdir()) if f.suffix in (".safetensors", ".bin", ".json")]
-        if path.is_dir()
-        else []
-    )
-    key = _cache_key(f"{path}:{sizes}", config, ids, passages)
+    path, model_id = _resolve_model(model)  # identifies the model without loading it (~30 s for the GGUF)
+    key = _cache_key(model_id, config, ids, passages)
     target = Path(cache_dir or default_cache_dir()) / "synthetic" / f"{name}-{key}"
     if (target / "state.json").exists() and not rebuild:
         logger.info("loading synthetic queries from cache %s", target)
@@ -483,7 +482,9 @@ def task_passages(task: str, split: str = "train", limit: int | None = None, cac
     """Returns ``(ids, passages)`` of a task: retrieval passages, or classification/clustering texts."""
     spec = get_task(task)
     if spec.kind not in ("retrieval", "classification", "clustering"):
-        raise ValueError(f"Task {task!r} is {spec.kind}; synthetic queries need retrieval, classification or clustering")
+        raise ValueError(
+            f"Task {task!r} is {spec.kind}; synthetic queries need retrieval, classification or clustering"
+        )
     data = load_source(task, cache_dir)[split]
     if limit is not None:
         data = data.select(range(min(limit, len(data))))
