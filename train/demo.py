@@ -141,6 +141,14 @@ def main(argv=None):
         + markdown_table(table, DEV_TASKS)
     )
     Path(cfg.output_dir, "demo_results.md").write_text(report + "\n")
+    from publish.card import render_card
+
+    trained = table["NV-Embed, trained (this demo)"]
+    render_card(
+        final,
+        base_model="HuggingFaceTB/SmolLM2-135M-Instruct",
+        eval_results={t: {"metric": "ndcg_at_10", "value": trained[t], "dataset_split": "dev"} for t in DEV_TASKS},
+    )
     Path(cfg.output_dir, "demo_results.json").write_text(json.dumps(table, indent=2))
     print("\n" + report + "\n")
 

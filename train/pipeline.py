@@ -13,6 +13,7 @@ Several devices: the same command under `torchrun --nproc_per_node N -m train.pi
 """
 
 import argparse
+import dataclasses
 import json
 import logging
 import shutil
@@ -229,7 +230,7 @@ def run_stage(model: SentenceTransformer, stage: StageConfig, index: int, cfg: R
         max_steps=stage.max_steps,
         per_device_train_batch_size=stage.batch_size,
         learning_rate=stage.learning_rate,
-        warmup_ratio=stage.warmup_ratio,
+        warmup_steps=stage.warmup_ratio,  # transformers 5: a float below 1 is a fraction of max_steps
         lr_scheduler_type="linear",
         bf16=(bf16_available(device) if cfg.bf16 == "auto" else cfg.bf16 == "true"),
         batch_sampler=BatchSamplers.NO_DUPLICATES,
