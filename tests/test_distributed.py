@@ -21,7 +21,7 @@ import torch.multiprocessing as mp
 
 ROOT = Path(__file__).resolve().parents[1]
 WORLD_SIZE = 2
-WORDS = "gzip fox library parse email network clock sync python deflate quick lazy command option message daemon".split()
+WORDS = "gzip fox library parse email network clock sync python deflate quick lazy command option message".split()
 
 
 @dataclass
