@@ -34,6 +34,14 @@ SHARED_CPU_NOTE = (
 )
 
 
+def set_threads(threads: int | None) -> None:
+    """Pin torch's intra-op threads (and the children's, via OMP_NUM_THREADS). On an oversubscribed CPU one thread
+    per process is much faster than two: OpenMP barriers wait for a thread the scheduler has descheduled."""
+    if threads:
+        torch.set_num_threads(threads)
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+
+
 def converted_folder(num_latents: int = 512) -> Path:
     """The bundled SmolLM2-135M converted to NV-Embed (latent attention, `num_latents`), converted once and cached."""
     folder = CACHE / f"smollm2-135m-nvembed-l{num_latents}"
@@ -115,7 +123,8 @@ class Report:
             print(line, flush=True)
 
     def _header(self) -> list[str]:
-        command = ".venv/bin/python " + " ".join(shlex.quote(a) for a in [os.path.relpath(sys.argv[0], ROOT)] + sys.argv[1:])
+        argv = [os.path.relpath(sys.argv[0], ROOT)] + sys.argv[1:]
+        command = ".venv/bin/python " + " ".join(shlex.quote(a) for a in argv)
         lines = [
             f"$ {command}",
             f"date: {time.strftime('%Y-%m-%d %H:%M:%S %Z')}",
@@ -143,12 +152,14 @@ class Report:
 
     def save(self) -> Path:
         load_after = os.getloadavg()
+        cores = len(os.sched_getaffinity(0))
+        busy = max(self.load_before[0], load_after[0]) > 1.2 * cores
         footer = [
             "",
             f"load average after (1/5/15 min): {_fmt_load(load_after)}",
             *[f"  busy after: {p}" for p in busy_processes()],
-            f"competing for the CPU: {'yes' if max(self.load_before[0], load_after[0]) > 1.2 * len(os.sched_getaffinity(0)) else 'little'}"
-            f" (1-min load {self.load_before[0]:.1f} -> {load_after[0]:.1f} on {len(os.sched_getaffinity(0))} cores)",
+            f"competing for the CPU: {'yes' if busy else 'little'}"
+            f" (1-min load {self.load_before[0]:.1f} -> {load_after[0]:.1f} on {cores} cores)",
             f"wall time: {time.perf_counter() - self.start:.0f} s",
         ]
         for line in footer:
@@ -220,8 +231,8 @@ def token_batch(tokenizer, batch_size: int, length: int, device: str = "cpu", of
 
 
 def run_child(script: Path, args: list[str], timeout: float = 900) -> dict:
-    """Run `script --child ...` in a fresh Python process and read the JSON line it prints last."""
-    cmd = [sys.executable, str(script), "--child", *args]
+    """Run `script ARGS` (ARGS hold `--child ...`) in a fresh Python process; return the JSON line it prints last."""
+    cmd = [sys.executable, str(script), *args]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr[-3000:]}")

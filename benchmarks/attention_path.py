@@ -15,7 +15,17 @@ import importlib.util
 
 import torch
 
-from _common import Report, converted_folder, interleaved, load_model, median, pick_dtype, spread, token_batch
+from _common import (
+    Report,
+    converted_folder,
+    interleaved,
+    load_model,
+    median,
+    pick_dtype,
+    set_threads,
+    spread,
+    token_batch,
+)
 
 
 def set_kernel(backbone, name: str) -> None:
@@ -28,10 +38,12 @@ def set_kernel(backbone, name: str) -> None:
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--lengths", default="128,256,512,1024,2048")
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=3, help="timed forwards per kernel (halved above 1024 tokens)")
     args = parser.parse_args()
+    set_threads(args.threads)
 
     device, dtype = args.device, pick_dtype(args.device)
     report = Report("attention_path", device)
@@ -59,7 +71,8 @@ def main():
     for kernel in kernels:
         a = run(kernel, probe)().last_hidden_state[0, 0]
         b = run(kernel, changed)().last_hidden_state[0, 0]
-        report(f"bidirectional probe {kernel}: first token moves when a later token changes: {(a - b).abs().max() > 0}")
+        moved = bool((a - b).abs().max() > 0)
+        report(f"bidirectional probe {kernel}: first token moves when a later token changes: {moved}")
     report()
 
     rows = []
@@ -72,7 +85,7 @@ def main():
         # the outputs above served as warm-up at this length
         times = interleaved({k: run(k, batch) for k in kernels}, repeats, warmup=0, device=device)
         t = {k: median(v) for k, v in times.items()}
-        cells = " | ".join(f"{t[k]:7.3f} s {spread(times[k]):>9s}" if len(times[k]) > 1 else f"{t[k]:15.3f} s" for k in kernels)
+        cells = " | ".join(f"{t[k]:7.3f} s {spread(times[k]):>9s}" for k in kernels)
         diff = ", ".join(f"{k} {v:.1e}" for k, v in diffs.items())
         row = f"  {length:6d} | {cells} | {t['eager'] / t['sdpa']:9.2f}x | {diff}"
         rows.append(row)

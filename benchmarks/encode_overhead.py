@@ -21,7 +21,17 @@ import types
 import torch
 import torch.nn.functional as F
 
-from _common import Report, converted_folder, interleaved, load_model, median, pick_dtype, spread, token_batch
+from _common import (
+    Report,
+    converted_folder,
+    interleaved,
+    load_model,
+    median,
+    pick_dtype,
+    set_threads,
+    spread,
+    token_batch,
+)
 
 
 def hoisted_forward(self, hidden_states: torch.Tensor, pool_mask: torch.Tensor) -> torch.Tensor:
@@ -67,12 +77,14 @@ def block_params(block) -> int:
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--batch-size", type=int, default=2)
     parser.add_argument("--lengths", default="128,512", help="tokens per text, comma-separated")
     parser.add_argument("--repeats", type=int, default=3, help="timed end-to-end forwards per variant and length")
     parser.add_argument("--pool-repeats", type=int, default=7, help="timed pooling-only calls per variant")
     parser.add_argument("--num-latents", type=int, default=512)
     args = parser.parse_args()
+    set_threads(args.threads)
 
     device, dtype = args.device, pick_dtype(args.device)
     report = Report("encode_overhead", device)
@@ -88,9 +100,10 @@ def main():
     la = model.config.latent_attention_config
     report(f"model: {folder.name} (SmolLM2-135M backbone, hidden {text.hidden_size}, {text.num_hidden_layers} layers)")
     report(
-        f"latent block: {la.num_latents_value} latents, {la.num_cross_heads} heads x cross_dim_head {la.cross_dim_head}"
-        f" = inner width {la.num_cross_heads * la.cross_dim_head} ({block_params(block) / 1e6:.1f}M params; narrow"
-        f" variant {block_params(narrow) / 1e6:.1f}M); backbone {block_params(model.embedding_model) / 1e6:.1f}M params"
+        f"latent block: {la.num_latents_value} latents, {la.num_cross_heads} heads x cross_dim_head"
+        f" {la.cross_dim_head} = inner width {la.num_cross_heads * la.cross_dim_head}"
+        f" ({block_params(block) / 1e6:.1f}M params; narrow variant {block_params(narrow) / 1e6:.1f}M);"
+        f" backbone {block_params(model.embedding_model) / 1e6:.1f}M params"
     )
     report(f"device {device}, dtype {dtype}, batch {args.batch_size}, repeats {args.repeats} (median [min-max])")
     report()
@@ -150,7 +163,7 @@ def main():
         ptimes = interleaved(pools, args.pool_repeats, warmup=2, device=device)
         p = {m: median(v) for m, v in ptimes.items()}
         backbone = max(t["mean"] - p["mean"], 1e-9)
-        report(f"  pooling step alone (median of {args.pool_repeats}), as % of the backbone forward ({backbone:.3f} s):")
+        report(f"  pooling step alone (median of {args.pool_repeats}), % of the backbone forward ({backbone:.3f} s):")
         for m in pools:
             report(f"    {m:15s} {1000 * p[m]:9.1f} ms {spread(ptimes[m]):>17s}  = {100 * p[m] / backbone:6.1f}%")
         summary.append((length, t, p, backbone))
@@ -164,8 +177,9 @@ def main():
             return f"{100 * (x - p['mean']) / backbone:+6.1f}%"
 
         report(
-            f"  {length:6d} | {100 * (t['latent'] / t['mean'] - 1):+16.1f}% | {100 * (t['hoisted'] / t['mean'] - 1):+17.1f}% |"
-            f" {over(p['latent']):>16s} | {over(p['hoisted']):>7s} | {over(p['narrow']):>6s} | {over(p['narrow+hoisted']):>14s}"
+            f"  {length:6d} | {100 * (t['latent'] / t['mean'] - 1):+16.1f}%"
+            f" | {100 * (t['hoisted'] / t['mean'] - 1):+17.1f}% | {over(p['latent']):>16s} | {over(p['hoisted']):>7s}"
+            f" | {over(p['narrow']):>6s} | {over(p['narrow+hoisted']):>14s}"
         )
     report.save()
 

@@ -1,6 +1,6 @@
 """bf16 vs fp32 inference: speed, and how far the bf16 embeddings drift from the fp32 ones.
 
-    .venv/bin/python benchmarks/precision.py                                       # CPU: batch 4 x 64 tokens
+    .venv/bin/python benchmarks/precision.py                                       # CPU: batch 2 x 32 tokens
     .venv/bin/python benchmarks/precision.py --device cuda --batch-size 32 --length 512 --repeats 20
 
 Two copies of the converted SmolLM2-135M NV-Embed model (fp32, and the same weights cast to bf16) encode identical
@@ -15,18 +15,31 @@ import copy
 import torch
 import torch.nn.functional as F
 
-from _common import Report, converted_folder, cpu_flags, interleaved, load_model, median, spread, token_batch
+from _common import (
+    Report,
+    converted_folder,
+    cpu_flags,
+    interleaved,
+    load_model,
+    median,
+    set_threads,
+    spread,
+    token_batch,
+)
 from scaling import mixed_corpus
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--batch-size", type=int, default=4)
-    parser.add_argument("--length", type=int, default=64)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--texts", type=int, default=16, help="texts for the cosine comparison")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--batch-size", type=int, default=2)
+    parser.add_argument("--length", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--texts", type=int, default=8, help="texts for the cosine comparison")
+    parser.add_argument("--max-text-tokens", type=int, default=64, help="longest text in the cosine comparison")
     args = parser.parse_args()
+    set_threads(args.threads)
 
     device = args.device
     report = Report("precision", device)
@@ -55,17 +68,18 @@ def main():
     times = interleaved({"fp32": run(fp32), "bf16": run(bf16)}, args.repeats, warmup=1, device=device)
     t = {k: median(v) for k, v in times.items()}
     n_tokens = args.batch_size * args.length
-    report(f"speed: batch {args.batch_size} x {args.length} tokens, median [min-max] of {args.repeats} interleaved runs")
+    report(f"speed: batch {args.batch_size} x {args.length} tokens, median [min-max] of {args.repeats} interleaved")
     for k, v in times.items():
         report(f"  {k}: {t[k]:.3f} s {spread(v)}  {n_tokens / t[k]:.0f} tokens/s")
-    report(f"  bf16 / fp32 time: {t['bf16'] / t['fp32']:.2f}x ({'bf16 faster' if t['bf16'] < t['fp32'] else 'bf16 slower'})")
+    verdict = "bf16 faster" if t["bf16"] < t["fp32"] else "bf16 slower"
+    report(f"  bf16 / fp32 time: {t['bf16'] / t['fp32']:.2f}x ({verdict})")
     report()
 
-    texts = mixed_corpus(fp32.tokenizer, args.texts, 16, 256, seed=2)
+    texts = mixed_corpus(fp32.tokenizer, args.texts, 16, args.max_text_tokens, seed=2)
     a = fp32.encode(texts, batch_size=8)
     b = bf16.encode(texts, batch_size=8)
     drift = 1 - F.cosine_similarity(a, b.float(), dim=-1)
-    report(f"drift over {len(texts)} texts of 16-256 tokens (encode, batch 8, padded):")
+    report(f"drift over {len(texts)} texts of 16-{args.max_text_tokens} tokens (encode, batch 8, padded):")
     report(f"  1 - cos(fp32, bf16): max {drift.max().item():.2e}, mean {drift.mean().item():.2e}")
     report(f"  max abs diff of the normalized embeddings: {(a - b.float()).abs().max().item():.2e}")
     # Ranking agreement: does bf16 change which text is nearest to which?

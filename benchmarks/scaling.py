@@ -1,6 +1,6 @@
 """How encoding time and peak memory grow with input length and corpus size, and what length-sorted batching saves.
 
-    .venv/bin/python benchmarks/scaling.py                                   # CPU: lengths 128..4096, corpus 16/64
+    .venv/bin/python benchmarks/scaling.py                                   # CPU: lengths 128..4096, corpus 8/32
     .venv/bin/python benchmarks/scaling.py --lengths 128,512,2048,4096,8192  # CPU up to 8k (several more minutes)
     .venv/bin/python benchmarks/scaling.py --device cuda --lengths 128,512,2048,8192,32768 --corpus-sizes 256,1024,4096
 
@@ -31,6 +31,7 @@ from _common import (
     pick_dtype,
     rss_mib,
     run_child,
+    set_threads,
     spread,
     sync,
     text_token_ids,
@@ -92,12 +93,15 @@ def child(args) -> None:
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--lengths", default="128,512,2048,4096")
-    parser.add_argument("--corpus-sizes", default="16,64")
-    parser.add_argument("--sort-corpus", type=int, default=48, help="texts in the sorted-vs-unsorted comparison")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--corpus-sizes", default="8,32")
+    parser.add_argument("--sort-corpus", type=int, default=24, help="texts in the sorted-vs-unsorted comparison")
+    parser.add_argument("--repeats", type=int, default=3, help="forwards per length point (1 above 1024 tokens)")
+    parser.add_argument("--sort-repeats", type=int, default=2, help="interleaved runs of sorted and unsorted")
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    set_threads(args.threads)
     if args.child:
         return child(args)
 
@@ -116,7 +120,8 @@ def main():
         t = median(r["times"])
         memory = r.get("gpu_peak_mib", r["peak_rss_mib"] - r["base_rss_mib"])
         growth = f"{t / previous[1]:.2f}x for {length / previous[0]:.0f}x tokens" if previous else ""
-        report(f"   {length:6d} | {t:8.3f} s {spread(r['times']):>19s} | {length / t:8.0f} | {memory:10.0f} | {growth}")
+        cells = f"{t:8.3f} s {spread(r['times']):>19s} | {length / t:8.0f} | {memory:10.0f}"
+        report(f"   {length:6d} | {cells} | {growth}")
         previous = (length, t)
     report()
 
@@ -153,7 +158,7 @@ def main():
     diff = (model.encode(texts, batch_size=batch_size) - unsorted()[0]).abs().max().item()
     times = interleaved(
         {"sorted (encode)": lambda: model.encode(texts, batch_size=batch_size), "unsorted": unsorted},
-        args.repeats,
+        args.sort_repeats,
         warmup=0,
         device=device,
     )
@@ -163,7 +168,8 @@ def main():
            f" unsorted {padded_tokens(list(range(len(texts))))}")
     for k, v in times.items():
         report(f"   {k:16s} {t[k]:7.2f} s {spread(v)}")
-    report(f"   unsorted / sorted time: {t['unsorted'] / t['sorted (encode)']:.2f}x; max abs diff of embeddings {diff:.1e}")
+    ratio = t["unsorted"] / t["sorted (encode)"]
+    report(f"   unsorted / sorted time: {ratio:.2f}x; max abs diff of embeddings {diff:.1e}")
     report.save()
 
 

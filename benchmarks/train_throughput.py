@@ -33,6 +33,7 @@ from _common import (
     median,
     rss_mib,
     run_child,
+    set_threads,
     spread,
     sync,
 )
@@ -125,6 +126,7 @@ def child(args) -> None:
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--batch-size", type=int, default=16, help="pairs per step (demo: 16)")
     parser.add_argument("--mini-batch-size", type=int, default=8, help="the cached loss's chunk (demo: 8)")
     parser.add_argument("--max-seq-length", type=int, default=None, help="default: the demo config's (64)")
@@ -133,6 +135,7 @@ def main():
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--child", choices=list(VARIANTS), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    set_threads(args.threads)
     if args.child:
         return child(args)
 
@@ -140,8 +143,8 @@ def main():
     converted_folder()
     names = args.variants.split(",")
     report(f"demo config (train/configs/demo.yaml) via load_for_training; batch {args.batch_size} x (anchor, positive,"
-           f" negative), mini_batch_size {args.mini_batch_size}, {args.steps} timed step(s) per process after 1 warm-up,"
-           f" {args.rounds} round(s); device {args.device}")
+           f" negative), mini_batch_size {args.mini_batch_size}, {args.steps} timed step(s) per process after 1"
+           f" warm-up, {args.rounds} round(s); device {args.device}")
     script = Path(__file__).resolve()
     common = ["--device", args.device, "--batch-size", str(args.batch_size), "--mini-batch-size",
               str(args.mini_batch_size), "--steps", str(args.steps)]
@@ -163,8 +166,8 @@ def main():
         t = median(times)
         memory = max(res.get("gpu_peak_mib", res["peak_rss_mib"] - res["base_rss_mib"]) for res in results[name])
         base = base or t
-        report(f"  {name:10s} | {t:8.2f} s {spread(times):>15s} | {args.batch_size / t:7.2f} | {first['tokens'] / t:8.0f}"
-               f" | {memory:8.0f} | {t / base:.2f}x")
+        report(f"  {name:10s} | {t:8.2f} s {spread(times):>15s} | {args.batch_size / t:7.2f}"
+               f" | {first['tokens'] / t:8.0f} | {memory:8.0f} | {t / base:.2f}x")
     report.save()
 
 
