@@ -121,9 +121,10 @@ class NVEmbedCrossAttention(nn.Module):
         B, L, _ = hidden_states.shape
         N = context.shape[1]
         q = self.to_q(hidden_states).view(B, L, self.heads, -1).transpose(1, 2)  # (B, h, L, dh)
-        k, v = self.to_kv(context).chunk(2, dim=-1)
-        k = k.view(B, N, self.heads, -1).transpose(1, 2)  # (B, h, N, dh)
-        v = v.view(B, N, self.heads, -1).transpose(1, 2)  # (B, h, N, dh)
+        # The context (the latents) is the same for every row: project it once, not B times as the release does.
+        k, v = self.to_kv(context).chunk(2, dim=-1)  # (1, N, inner) each
+        k = k.view(1, N, self.heads, -1).transpose(1, 2).expand(B, -1, -1, -1)  # (B, h, N, dh)
+        v = v.view(1, N, self.heads, -1).transpose(1, 2).expand(B, -1, -1, -1)  # (B, h, N, dh)
         out = F.scaled_dot_product_attention(q, k, v)  # (B, h, L, dh): every token attends to all latents
         return self.to_out(out.transpose(1, 2).reshape(B, L, -1))  # (B, L, d)
 
@@ -177,8 +178,7 @@ class NVEmbedLatentAttentionModel(nn.Module):
 
     def forward(self, hidden_states: torch.Tensor, pool_mask: torch.Tensor) -> torch.Tensor:
         cross_attn, cross_ff = self.cross_attend_blocks
-        B = hidden_states.shape[0]
-        latents = self.latents.to(hidden_states.dtype).unsqueeze(0).expand(B, -1, -1)  # (B, N, d)
+        latents = self.latents.to(hidden_states.dtype).unsqueeze(0)  # (1, N, d), shared by the batch
         hidden_states = hidden_states + cross_attn(hidden_states, context=latents)
         hidden_states = hidden_states + cross_ff(hidden_states)
         embeddings = masked_mean(hidden_states, pool_mask)  # (B, d), float32

@@ -326,3 +326,32 @@ def test_default_smollm2_converts_and_encodes(tmp_path):
     assert (st_emb - model.encode(TEXTS, instruction=st.prompts["query"])).abs().max() <= 1e-5
     ids = model.tokenize(["the fox"])["input_ids"][0].tolist()
     assert ids.count(model.tokenizer.eos_token_id) == 1 and ids[-1] == model.tokenizer.eos_token_id
+
+
+def test_latent_attention_matches_reference_formula():
+    """O = softmax(Q K^T / sqrt(dh)) V with Q = LN(H), K = V = LN(latents), then a GEGLU MLP, both residual, then a
+    masked mean and L2 normalization (paper section 3.2, the release's block), written out per row."""
+    import torch.nn.functional as F
+
+    model = random_model()
+    block = model.latent_attention_model
+    torch.manual_seed(1)
+    hidden = torch.randn(3, 5, 32)
+    mask = torch.tensor([[1, 1, 1, 0, 0], [0, 1, 1, 1, 1], [1, 1, 1, 1, 1]])
+    attn_block, ff_block = block.cross_attend_blocks
+    attn = attn_block.fn
+    rows = []
+    for b in range(3):
+        x = attn_block.norm(hidden[b])  # (L, d)
+        latents = attn_block.norm_context(block.latents)  # (N, d)
+        q = attn.to_q(x).view(5, attn.heads, -1).transpose(0, 1)  # (h, L, dh)
+        k, v = attn.to_kv(latents).chunk(2, dim=-1)
+        k = k.view(-1, attn.heads, q.shape[-1]).transpose(0, 1)  # (h, N, dh)
+        v = v.view(-1, attn.heads, q.shape[-1]).transpose(0, 1)
+        weights = torch.softmax(q @ k.transpose(1, 2) / q.shape[-1] ** 0.5, dim=-1)  # (h, L, N)
+        h = hidden[b] + attn.to_out((weights @ v).transpose(0, 1).reshape(5, -1))
+        h = h + ff_block.fn(ff_block.norm(h))
+        pooled = (h * mask[b, :, None]).sum(0) / mask[b].sum()
+        rows.append(F.normalize(pooled, dim=-1))
+    with torch.no_grad():
+        assert torch.allclose(block(hidden, mask), torch.stack(rows), atol=1e-5)
