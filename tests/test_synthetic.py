@@ -35,6 +35,8 @@ PASSAGES = [
         ("Here is a query about downloads", "echo"),
         ("Write a search query for wget", "echo"),
         ("how to compress files with gzip", "echo"),  # the few-shot example's query, not this passage's
+        ("how to read, write and convert wget logs", None),  # "write and" is not the marker "write a"
+        ("how to debug code with this library", "echo"),  # points at the unseen passage
         ("GNU Wget is a free utility for non-interactive download", "copy"),  # verbatim span
         ("wget is a free utility for non-interactive download of web files", "copy"),  # near-copy by trigrams
     ],

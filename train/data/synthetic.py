@@ -15,7 +15,8 @@ empty       nothing is left after cleaning
 too_short   fewer than ``min_words`` words or ``min_chars`` characters
 too_long    more than ``max_words`` words or ``max_chars`` characters
 garbage     control or special-token characters, few letters, a very long "word", or repeated words
-echo        it repeats the prompt (instruction phrases, "here is", "the passage") instead of answering it
+echo        it repeats the prompt (instruction phrases, "here is", a few-shot query) instead of answering it,
+            or points at the passage ("this package") instead of naming its subject
 copy        it is (nearly) a span of the passage: a long substring, or most of its word trigrams occur there
 round_trip  (only with a scorer) its own passage is not in the scorer's top-k among all passages of the run
 =========== =================================================================================================
@@ -75,6 +76,12 @@ ECHO_MARKERS = (
     "i can't",
     "reply with",
     "write a",
+    # A query must stand alone; these point at the unseen passage instead of naming its subject.
+    "this package",
+    "this library",
+    "this module",
+    "this program",
+    "this tool",
 )
 SPECIAL_TOKEN_PATTERN = re.compile(r"<\|[^|>]*\|>|</?s>|<unk>|\[INST\]|\[/INST\]")
 LABEL_PREFIX_PATTERN = re.compile(r"^\s*(?:(?:search\s+)?query|question|answer)\s*[:\-]\s*", re.IGNORECASE)
@@ -185,7 +192,7 @@ class QueryFilter:
         if self._is_garbage(query, words):
             return "garbage"
         lowered = " ".join(query.casefold().split())
-        if any(marker in lowered for marker in self.echo_markers):
+        if any(re.search(rf"(?<!\w){re.escape(marker)}(?!\w)", lowered) for marker in self.echo_markers):
             return "echo"
         if self._overlap(words, prompt) > self.max_copy_overlap:
             return "echo"
@@ -222,7 +229,13 @@ class QueryGenerationConfig:
                 "replaced by one with the extension .gz, while keeping the same ownership modes, access and "
                 "modification times.",
                 "how to compress files with gzip",
-            )
+            ),
+            (
+                "Vim is an almost compatible version of the UNIX editor Vi. Many new features have been added: multi "
+                "level undo, syntax highlighting, command line history, on-line help, filename completion, block "
+                "operations, folding, Unicode support, etc.",
+                "vi compatible text editor with syntax highlighting",
+            ),
         ]
     )
     max_new_tokens: int = 24
