@@ -56,6 +56,7 @@ from . import KIND_FEATURES, default_cache_dir, get_task, load_source
 
 logger = logging.getLogger(__name__)
 
+GENERATOR_VERSION = "2"  # part of the cache key: bump when generate_queries changes its output
 SYNTHETIC_INSTRUCTION = "Given a web search query, retrieve relevant passages that answer the query"
 REASONS = ("empty", "too_short", "too_long", "garbage", "echo", "copy", "round_trip")
 # Phrases of a model that talks about the task instead of doing it.
@@ -324,6 +325,9 @@ def generate_queries(passages: Sequence[str], model, tokenizer, config: QueryGen
     prompts = [_render(tokenizer, config.messages(passage)) for passage in passages]
     add_special_tokens = not tokenizer.chat_template  # a chat template writes its own BOS
     pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    # Stop at the chat turn's end (<|im_end|>) too: GGUF generation configs may only list <|endoftext|>.
+    eos_ids = model.generation_config.eos_token_id
+    eos_ids = {tokenizer.eos_token_id, *(eos_ids if isinstance(eos_ids, list) else [eos_ids])} - {None}
     padding_side, tokenizer.padding_side = tokenizer.padding_side, "left"  # generation continues at the right end
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -342,7 +346,11 @@ def generate_queries(passages: Sequence[str], model, tokenizer, config: QueryGen
             )
             with torch.no_grad():
                 generated = model.generate(
-                    **batch, max_new_tokens=config.max_new_tokens, pad_token_id=pad_token_id, **sampling
+                    **batch,
+                    max_new_tokens=config.max_new_tokens,
+                    pad_token_id=pad_token_id,
+                    eos_token_id=sorted(eos_ids),
+                    **sampling,
                 )
             new_tokens = generated[:, batch["input_ids"].shape[1] :]  # (B, new)
             outputs.extend(tokenizer.batch_decode(new_tokens, skip_special_tokens=True))
@@ -353,7 +361,8 @@ def generate_queries(passages: Sequence[str], model, tokenizer, config: QueryGen
 
 
 def _cache_key(model_id: str, config: QueryGenerationConfig, ids: Sequence[str], passages: Sequence[str]) -> str:
-    digest = hashlib.sha256(json.dumps({"model": model_id, "config": asdict(config)}, sort_keys=True).encode())
+    header = {"model": model_id, "config": asdict(config), "version": GENERATOR_VERSION}
+    digest = hashlib.sha256(json.dumps(header, sort_keys=True).encode())
     for row_id, passage in zip(ids, passages):
         digest.update(f"\0{row_id}\0{passage}".encode())
     return digest.hexdigest()[:16]
