@@ -202,7 +202,7 @@ def median(xs: list[float]) -> float:
 
 
 def spread(xs: list[float]) -> str:
-    """min-max of the repeats, to show the noise next to the median."""
+    """min-max of the repeats, in the median's unit, to show the noise next to it."""
     return f"[{min(xs):.3f}-{max(xs):.3f}]" if len(xs) > 1 else ""
 
 
@@ -248,3 +248,16 @@ def rss_mib() -> float:
     import psutil
 
     return psutil.Process().memory_info().rss / 2**20
+
+
+def forward_memory(result: dict) -> str:
+    """Memory a child's work needed beyond the loaded model: GPU peak allocation, or CPU peak RSS - RSS after load.
+
+    On CPU, when the peak RSS is the one reached while loading (>=), the work's own peak is below it and unresolved.
+    """
+    if "gpu_peak_mib" in result:
+        return f"{result['gpu_peak_mib']:.0f}"
+    value = result["peak_rss_mib"] - result["base_rss_mib"]
+    if result.get("load_peak_mib", 0) >= result["peak_rss_mib"]:
+        return f"<={value:.0f}"
+    return f"{value:.0f}"

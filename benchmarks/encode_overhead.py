@@ -165,7 +165,8 @@ def main():
         backbone = max(t["mean"] - p["mean"], 1e-9)
         report(f"  pooling step alone (median of {args.pool_repeats}), % of the backbone forward ({backbone:.3f} s):")
         for m in pools:
-            report(f"    {m:15s} {1000 * p[m]:9.1f} ms {spread(ptimes[m]):>17s}  = {100 * p[m] / backbone:6.1f}%")
+            ms = [1000 * x for x in ptimes[m]]
+            report(f"    {m:15s} {1000 * p[m]:9.1f} ms {spread(ms):>19s}  = {100 * p[m] / backbone:6.1f}%")
         summary.append((length, t, p, backbone))
         report()
 

@@ -24,6 +24,7 @@ import torch
 from _common import (
     Report,
     converted_folder,
+    forward_memory,
     interleaved,
     load_model,
     maxrss_mib,
@@ -55,6 +56,7 @@ def child(args) -> None:
     device, dtype = args.device, pick_dtype(args.device)
     model = load_model(converted_folder(), device, dtype)
     base_rss = rss_mib()
+    load_peak = maxrss_mib()  # loading may peak above the forward: then maxrss cannot resolve it
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
         base_gpu = torch.cuda.memory_allocated() / 2**20
@@ -84,7 +86,8 @@ def child(args) -> None:
         model.encode(texts, batch_size=8)
         sync(device)
         times.append(time.perf_counter() - t0)
-    result = {"times": times, "tokens": tokens, "base_rss_mib": base_rss, "peak_rss_mib": maxrss_mib()}
+    result = {"times": times, "tokens": tokens, "base_rss_mib": base_rss, "load_peak_mib": load_peak}
+    result["peak_rss_mib"] = maxrss_mib()
     if device.startswith("cuda"):
         result["gpu_peak_mib"] = torch.cuda.max_memory_allocated() / 2**20 - base_gpu
     print(json.dumps(result))
@@ -118,9 +121,9 @@ def main():
     for length in [int(x) for x in args.lengths.split(",")]:
         r = run_child(script, common + ["--child", "length", str(length)])
         t = median(r["times"])
-        memory = r.get("gpu_peak_mib", r["peak_rss_mib"] - r["base_rss_mib"])
+        memory = forward_memory(r)
         growth = f"{t / previous[1]:.2f}x for {length / previous[0]:.0f}x tokens" if previous else ""
-        cells = f"{t:8.3f} s {spread(r['times']):>19s} | {length / t:8.0f} | {memory:10.0f}"
+        cells = f"{t:8.3f} s {spread(r['times']):>19s} | {length / t:8.0f} | {memory:>10s}"
         report(f"   {length:6d} | {cells} | {growth}")
         previous = (length, t)
     report()
@@ -130,8 +133,8 @@ def main():
     for n in [int(x) for x in args.corpus_sizes.split(",")]:
         r = run_child(script, common + ["--child", "corpus", str(n)])
         t = r["times"][0]
-        memory = r.get("gpu_peak_mib", r["peak_rss_mib"] - r["base_rss_mib"])
-        report(f"   {n:5d} | {r['tokens']:6d} | {t:7.2f} s | {n / t:7.2f} | {r['tokens'] / t:8.0f} | {memory:10.0f}")
+        memory = forward_memory(r)
+        report(f"   {n:5d} | {r['tokens']:6d} | {t:7.2f} s | {n / t:7.2f} | {r['tokens'] / t:8.0f} | {memory:>10s}")
     report()
 
     model = load_model(converted_folder(), device, pick_dtype(device))

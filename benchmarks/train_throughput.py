@@ -29,6 +29,7 @@ from _common import (
     ROOT,
     Report,
     converted_folder,
+    forward_memory,
     maxrss_mib,
     median,
     rss_mib,
@@ -69,6 +70,7 @@ def child(args) -> None:
     model = load_for_training(converted_folder(cfg.num_latents), cfg, device)
     model.train()
     base_rss = rss_mib()
+    load_peak = maxrss_mib()  # loading may peak above the forward: then maxrss cannot resolve it
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
         base_gpu = torch.cuda.memory_allocated() / 2**20
@@ -115,6 +117,7 @@ def child(args) -> None:
         "tokens": tokens,
         "trainable": sum(p.numel() for p in params),
         "base_rss_mib": base_rss,
+        "load_peak_mib": load_peak,
         "peak_rss_mib": maxrss_mib(),
         "max_seq_length": cfg.max_seq_length,
     }
@@ -164,10 +167,10 @@ def main():
     for name in names:
         times = [t for res in results[name] for t in res["times"]]
         t = median(times)
-        memory = max(res.get("gpu_peak_mib", res["peak_rss_mib"] - res["base_rss_mib"]) for res in results[name])
+        memory = forward_memory(max(results[name], key=lambda res: res.get("gpu_peak_mib", res["peak_rss_mib"])))
         base = base or t
         report(f"  {name:10s} | {t:8.2f} s {spread(times):>15s} | {args.batch_size / t:7.2f}"
-               f" | {first['tokens'] / t:8.0f} | {memory:8.0f} | {t / base:.2f}x")
+               f" | {first['tokens'] / t:8.0f} | {memory:>8s} | {t / base:.2f}x")
     report.save()
 
 
