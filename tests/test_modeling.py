@@ -36,10 +36,7 @@ def random_model(family="llama", attn="sdpa", dtype=torch.float32, **config_kwar
     return NVEmbedModel(config).to(dtype).eval()
 
 
-@pytest.mark.parametrize("family", ["llama", "mistral", "qwen2", "qwen3"])
-@pytest.mark.parametrize("attn", ["eager", "sdpa"])
-def test_later_token_changes_earlier_positions(family, attn):
-    model = random_model(family, attn)
+def hidden_states_before_and_after_changing_last_token(model):
     ids = torch.randint(3, 300, (1, 8))
     changed = ids.clone()
     changed[0, -1] = 3 if ids[0, -1] != 3 else 4
@@ -47,19 +44,19 @@ def test_later_token_changes_earlier_positions(family, attn):
     with torch.no_grad():
         before = model.embedding_model(input_ids=ids, attention_mask=mask).last_hidden_state
         after = model.embedding_model(input_ids=changed, attention_mask=mask).last_hidden_state
+    return before, after
+
+
+@pytest.mark.parametrize("family", ["llama", "mistral", "qwen2", "qwen3"])
+@pytest.mark.parametrize("attn", ["eager", "sdpa"])
+def test_later_token_changes_earlier_positions(family, attn):
+    before, after = hidden_states_before_and_after_changing_last_token(random_model(family, attn))
     assert (before[0, 0] - after[0, 0]).abs().max() > 1e-4
 
 
 @pytest.mark.parametrize("attn", ["eager", "sdpa"])
 def test_causal_ablation_keeps_earlier_positions_fixed(attn):
-    model = random_model("llama", attn, mask_type="c")
-    ids = torch.randint(3, 300, (1, 8))
-    changed = ids.clone()
-    changed[0, -1] = 3 if ids[0, -1] != 3 else 4
-    mask = torch.ones_like(ids)
-    with torch.no_grad():
-        before = model.embedding_model(input_ids=ids, attention_mask=mask).last_hidden_state
-        after = model.embedding_model(input_ids=changed, attention_mask=mask).last_hidden_state
+    before, after = hidden_states_before_and_after_changing_last_token(random_model("llama", attn, mask_type="c"))
     assert torch.allclose(before[0, :-1], after[0, :-1], atol=1e-6)
 
 

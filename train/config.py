@@ -70,7 +70,7 @@ class RunConfig:
     mini_batch_size: int = 8
     gather_across_devices: bool = True
     gradient_checkpointing: bool = False
-    bf16: str = "auto"  # "auto": bf16 where the hardware has it (GPU with bf16, CPU with AMX/avx512_bf16), else fp32
+    bf16: str | bool = "auto"  # "auto": bf16 where the hardware has it (GPU with bf16, CPU with AMX/avx512_bf16), else fp32
     mining_model: str = "teacher"
     relative_margin: float = 0.05  # positive-aware mining: keep negatives scoring below 95% of the positive
     mining_cache_dir: str = "runs/mined-cache"  # shared by runs: mining with the fixed teacher depends only on data
@@ -86,6 +86,8 @@ class RunConfig:
             raise ValueError(f"pooling_mode must be latent_attention, mean or last_token, got {self.pooling_mode!r}")
         if self.mining_model not in ("teacher", "self"):
             raise ValueError(f"mining_model must be 'teacher' or 'self', got {self.mining_model!r}")
+        if self.bf16 not in ("auto", True, False):
+            raise ValueError(f"bf16 must be 'auto', true or false, got {self.bf16!r}")
         if not 0 < self.temperature:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
         self.stages = [s if isinstance(s, StageConfig) else _build(StageConfig, s, "stages[]") for s in self.stages]

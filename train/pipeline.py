@@ -205,23 +205,28 @@ def _mine_and_cache(data: Dataset, num_negatives: int, cfg: RunConfig, miner: Mi
     return mined
 
 
+def load_saved_weights(model: SentenceTransformer, folder: str | Path) -> None:
+    """Load weights saved from this very (peft-wrapped) model back into it, strictly."""
+    from safetensors.torch import load_file
+
+    state = {}
+    for file in sorted(Path(folder).glob("*.safetensors")):
+        state.update(load_file(str(file)))
+    model[0].model.load_state_dict(state, strict=True)
+
+
 class NVEmbedTrainer(SentenceTransformerTrainer):
     def _load_from_checkpoint(self, checkpoint_path: str) -> None:
         # The stock loader rebuilds a SentenceTransformer from the checkpoint folder, whose NV-Embed code knows
         # nothing of the peft wrapper around the backbone; the saved state dict matches the live module, so load it.
-        from safetensors.torch import load_file
-
-        state = {}
-        for file in sorted(Path(checkpoint_path).glob("*.safetensors")):
-            state.update(load_file(str(file)))
-        self.model[0].model.load_state_dict(state, strict=True)
+        load_saved_weights(self.model, checkpoint_path)
 
 
 def run_stage(model: SentenceTransformer, stage: StageConfig, index: int, cfg: RunConfig, miner: Miner, device: str):
     stage_dir = Path(cfg.output_dir) / f"stage{index}"
     if (stage_dir / "done.json").is_file():
         logger.info("stage %d already finished; loading its weights", index)
-        NVEmbedTrainer._load_from_checkpoint(_TrainerShim(model), str(stage_dir / "final"))
+        load_saved_weights(model, stage_dir / "final")
         return
     datasets, losses, prompts = stage_datasets(stage, cfg, miner)
     check_memory(stage, cfg, device, max(len(d.column_names) for d in datasets.values()))
@@ -232,7 +237,7 @@ def run_stage(model: SentenceTransformer, stage: StageConfig, index: int, cfg: R
         learning_rate=stage.learning_rate,
         warmup_steps=stage.warmup_ratio,  # transformers 5: a float below 1 is a fraction of max_steps
         lr_scheduler_type="linear",
-        bf16=(bf16_available(device) if cfg.bf16 == "auto" else cfg.bf16 == "true"),
+        bf16=bf16_available(device) if cfg.bf16 == "auto" else cfg.bf16,
         batch_sampler=BatchSamplers.NO_DUPLICATES,
         multi_dataset_batch_sampler=MultiDatasetBatchSamplers.PROPORTIONAL,  # one dataset per batch
         prompts=prompts,
@@ -256,11 +261,6 @@ def run_stage(model: SentenceTransformer, stage: StageConfig, index: int, cfg: R
         model[0].model.save_pretrained(stage_dir / "final")
         (stage_dir / "done.json").write_text(json.dumps({"global_step": trainer.state.global_step}))
     state.wait_for_everyone()
-
-
-class _TrainerShim:
-    def __init__(self, model):
-        self.model = model
 
 
 def check_memory(stage: StageConfig, cfg: RunConfig, device: str, columns: int) -> None:
