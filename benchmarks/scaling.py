@@ -6,7 +6,7 @@
 
 1. Length: one fresh process per point encodes one text of L tokens (batch 1) with NVEmbedModel.forward; it reports
    the median time and its peak memory: on CPU the process's peak RSS (`getrusage` maxrss) minus its RSS after
-   loading the model, i.e. what the forward itself needed; on a GPU `torch.cuda.max_memory_allocated`.
+   loading the model and one 16-token forward (weights are paged in lazily), i.e. what the forward needed; on a GPU `torch.cuda.max_memory_allocated`.
 2. Corpus size: one fresh process per point runs `model.encode` over N texts of mixed lengths (batch 8).
 3. Sorted vs unsorted batching, in this process: `encode` (sorts texts by length, so a batch pads little) against
    the same `tokenize` + forward on batches in the corpus's original order, interleaved; outputs compared.
@@ -55,6 +55,8 @@ def mixed_corpus(tokenizer, n: int, min_tokens: int, max_tokens: int, seed: int 
 def child(args) -> None:
     device, dtype = args.device, pick_dtype(args.device)
     model = load_model(converted_folder(), device, dtype)
+    with torch.no_grad():  # touch every weight first: safetensors maps them lazily, so RSS grows on first use
+        model(**token_batch(model.tokenizer, 1, 16, device))
     base_rss = rss_mib()
     load_peak = maxrss_mib()  # loading may peak above the forward: then maxrss cannot resolve it
     if device.startswith("cuda"):
@@ -113,7 +115,7 @@ def main():
     converted_folder()
     script = Path(__file__).resolve()
     common = ["--device", device, "--repeats", str(args.repeats)]
-    mem_label = "GPU peak alloc" if device.startswith("cuda") else "peak RSS - RSS after load"
+    mem_label = "GPU peak alloc" if device.startswith("cuda") else "peak RSS - RSS after load + a 16-token forward"
 
     report(f"1. input length (batch 1, one fresh process per point; memory = {mem_label}):")
     report("   tokens | time/forward (median [min-max]) | tokens/s | memory MiB | time ratio vs previous (length x)")

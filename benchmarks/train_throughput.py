@@ -162,6 +162,8 @@ def main():
     report(f"trainable parameters {first['trainable'] / 1e6:.2f}M; max_seq_length {first['max_seq_length']};"
            f" real tokens per step {first['tokens']} (all three columns)")
     memory_label = "GPU peak alloc MiB" if args.device.startswith("cuda") else "peak RSS - RSS after load, MiB"
+    if not args.device.startswith("cuda"):
+        report("  (CPU memory includes ~0.5 GiB of weights paged in on first use: safetensors maps them lazily)")
     report(f"  variant    | s/step (median [min-max]) | pairs/s | tokens/s | {memory_label} | time vs plain")
     base = None
     for name in names:
