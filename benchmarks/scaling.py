@@ -6,7 +6,8 @@
 
 1. Length: one fresh process per point encodes one text of L tokens (batch 1) with NVEmbedModel.forward; it reports
    the median time and its peak memory: on CPU the process's peak RSS (`getrusage` maxrss) minus its RSS after
-   loading the model and one 16-token forward (weights are paged in lazily), i.e. what the forward needed; on a GPU `torch.cuda.max_memory_allocated`.
+   loading the model and one 16-token forward (weights are paged in lazily), i.e. what the forward needed; on a GPU
+   `torch.cuda.max_memory_allocated`.
 2. Corpus size: one fresh process per point runs `model.encode` over N texts of mixed lengths (batch 8).
 3. Sorted vs unsorted batching, in this process: `encode` (sorts texts by length, so a batch pads little) against
    the same `tokenize` + forward on batches in the corpus's original order, interleaved; outputs compared.
