@@ -42,13 +42,17 @@ def set_threads(threads: int | None) -> None:
         os.environ["OMP_NUM_THREADS"] = str(threads)
 
 
-def converted_folder(num_latents: int = 512) -> Path:
-    """The bundled SmolLM2-135M converted to NV-Embed (latent attention, `num_latents`), converted once and cached."""
-    folder = CACHE / f"smollm2-135m-nvembed-l{num_latents}"
+def converted_folder(num_latents: int = 512, cross_dim_head: int | None = None) -> Path:
+    """The bundled SmolLM2-135M converted to NV-Embed (latent attention), converted once and cached.
+
+    `cross_dim_head` None is the converter's default (hidden / heads = 72 since commit b75a963); 576 is the release's
+    8x-wide shape, which the results recorded before that commit used.
+    """
+    folder = CACHE / f"smollm2-135m-nvembed-l{num_latents}-dh{cross_dim_head or 'default'}"
     if not (folder / "model.safetensors").is_file():
         from convert_to_nvembed import convert
 
-        convert(None, folder, num_latents=num_latents)
+        convert(None, folder, num_latents=num_latents, cross_dim_head=cross_dim_head)
     return folder
 
 

@@ -83,12 +83,15 @@ def main():
     parser.add_argument("--repeats", type=int, default=3, help="timed end-to-end forwards per variant and length")
     parser.add_argument("--pool-repeats", type=int, default=7, help="timed pooling-only calls per variant")
     parser.add_argument("--num-latents", type=int, default=512)
+    parser.add_argument(
+        "--cross-dim-head", type=int, default=576, help="576: the release's 8x-wide block; 0: the converter's default"
+    )
     args = parser.parse_args()
     set_threads(args.threads)
 
     device, dtype = args.device, pick_dtype(args.device)
     report = Report("encode_overhead", device)
-    folder = converted_folder(args.num_latents)
+    folder = converted_folder(args.num_latents, args.cross_dim_head or None)
     model = load_model(folder, device, dtype)
     block = model.latent_attention_model
     hoisted = copy.deepcopy(block)
