@@ -29,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--split", choices=["test", "dev"], default="test")
     parser.add_argument("--data-dir", default=None, help="export folder (default: $NVEMBED_EVAL_DIR or data_cache/eval)")
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--max-seq-length", type=int, default=None, help="token cap (default: the model's own)")
     return parser
 
 
@@ -40,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         scores = evaluate(args.model, args.tasks, args.output_dir, split=args.split, data_dir=args.data_dir,
-                          batch_size=args.batch_size)
+                          batch_size=args.batch_size, max_seq_length=args.max_seq_length)
     except (EvalDataMissingError, EvalDataUnavailableError, KeyError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

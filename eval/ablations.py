@@ -90,6 +90,7 @@ def main(argv=None):
     parser.add_argument("--only", nargs="*", default=None, help="run only these variant names")
     parser.add_argument("--tasks", nargs="*", default=None, help="eval tasks (default: all local tasks)")
     parser.add_argument("--split", default="test")
+    parser.add_argument("--max-seq-length", type=int, default=256, help="eval token cap (CPU budget)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
 
@@ -114,7 +115,9 @@ def main(argv=None):
         final = Path(cfg.output_dir) / "final"
         if not (final / "model.safetensors").is_file():
             train(cfg, final)
-        result = compare({slug: str(final)}, args.tasks, out / "eval" / slug, split=args.split)
+        result = compare(
+            {slug: str(final)}, args.tasks, out / "eval" / slug, split=args.split, max_seq_length=args.max_seq_length
+        )
         scores[name] = result[slug]
         results_path.write_text(json.dumps(scores, indent=2))
     tasks = sorted({t for row in scores.values() for t in row})

@@ -45,6 +45,7 @@ def compare(
     split: str = "test",
     data_dir: str | Path | None = None,
     batch_size: int = 32,
+    max_seq_length: int | None = None,
 ) -> dict[str, dict[str, float]]:
     """Evaluates each system on the same tasks; returns system -> task -> main score and writes compare.md/.png.
 
@@ -62,8 +63,8 @@ def compare(
     results = {}
     for name, spec in models.items():
         logger.info("evaluating %s (%s)", name, spec)
-        results[name] = evaluate_model(load_model(spec), task_objects, output_dir / name, split=split,
-                                       batch_size=batch_size)
+        model = load_model(spec, max_seq_length)
+        results[name] = evaluate_model(model, task_objects, output_dir / name, split=split, batch_size=batch_size)
     write_markdown(results, task_objects, output_dir / "compare.md", split=split)
     bar_chart(results, task_objects, output_dir / "compare.png")
     (output_dir / "compare.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
@@ -78,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split", choices=["test", "dev"], default="test")
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--max-seq-length", type=int, default=None, help="token cap applied to every system")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from eval.run import EvalDataUnavailableError
@@ -85,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         results = compare(parse_models(args.models), args.tasks, args.output_dir, split=args.split,
-                          data_dir=args.data_dir, batch_size=args.batch_size)
+                          data_dir=args.data_dir, batch_size=args.batch_size, max_seq_length=args.max_seq_length)
     except (EvalDataMissingError, EvalDataUnavailableError, KeyError, FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

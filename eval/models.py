@@ -122,7 +122,14 @@ def _raw_backbone(pooling: str, source: str) -> Any:
     return SentenceTransformer(modules=[transformer, pool], device="cpu")
 
 
-def load_model(spec: str) -> Any:
+def _capped(model: Any, max_seq_length: int | None) -> Any:
+    """The same token budget for every system in a comparison (and a bounded cost on CPU)."""
+    if max_seq_length is not None:
+        model.max_seq_length = min(model.max_seq_length or max_seq_length, max_seq_length)
+    return model
+
+
+def load_model(spec: str, max_seq_length: int | None = None) -> Any:
     """Builds the system named by `spec` (see the module docstring) as an mteb-compatible model.
 
     Args:
@@ -142,13 +149,15 @@ def load_model(spec: str) -> Any:
     if spec == "minilm":
         from sentence_transformers import SentenceTransformer
 
-        wrapper = SentenceTransformerEncoderWrapper(SentenceTransformer(str(MINILM_DIR), device="cpu"))
+        wrapper = SentenceTransformerEncoderWrapper(
+            _capped(SentenceTransformer(str(MINILM_DIR), device="cpu"), max_seq_length)
+        )
         wrapper.mteb_model_meta = _meta("minilm", similarity_fn_name=ScoringFunction.COSINE, use_instructions=False)
         return wrapper
     kind, _, source = spec.partition(":")
     if kind in RAW_POOLING:
         name = f"{kind}-{Path(source).stem if source else DEFAULT_GGUF.stem}"
-        return InstructEncoder(_raw_backbone(RAW_POOLING[kind], source), name=name)
+        return InstructEncoder(_capped(_raw_backbone(RAW_POOLING[kind], source), max_seq_length), name=name)
     path = Path(spec)
     if not path.is_dir():
         raise FileNotFoundError(
@@ -156,7 +165,8 @@ def load_model(spec: str) -> Any:
         )
     from sentence_transformers import SentenceTransformer
 
-    return InstructEncoder(SentenceTransformer(str(path), trust_remote_code=True), name=path.resolve().name)
+    model = _capped(SentenceTransformer(str(path), trust_remote_code=True), max_seq_length)
+    return InstructEncoder(model, name=path.resolve().name)
 
 
 def supports_task(model: Any, task: Any) -> bool:

@@ -86,6 +86,7 @@ def evaluate(
     split: str = "test",
     data_dir: str | Path | None = None,
     batch_size: int = 32,
+    max_seq_length: int | None = None,
 ) -> dict[str, float]:
     """Evaluates one system and writes mteb's result JSON plus `results.md` to `output_dir`.
 
@@ -107,7 +108,7 @@ def evaluate(
     task_objects = get_tasks(list(tasks) if tasks else None, data_dir=data_dir, split=split)
     for task in task_objects:  # fail on missing data before loading a model
         preload(task)
-    model = load_model(model_spec)
+    model = load_model(model_spec, max_seq_length)
     scores = evaluate_model(model, task_objects, output_dir, split=split, batch_size=batch_size)
     name = model.mteb_model_meta.name.split("/", 1)[-1]
     write_markdown({name: scores}, task_objects, Path(output_dir) / "results.md", split=split)
