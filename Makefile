@@ -8,7 +8,7 @@ export TRANSFORMERS_OFFLINE = 1
 export HF_DATASETS_OFFLINE = 1
 export TOKENIZERS_PARALLELISM = false
 
-.PHONY: venv test test-fast demo convert data clean system-deps
+.PHONY: venv test test-fast lint demo convert data clean system-deps
 
 # Debian packages: chromium for the widget's browser test; the package lists with long descriptions
 # (Translation-en) are the training data. Skipped where already present; needs root (as on our machines and CI).
@@ -31,7 +31,11 @@ $(STAMP): pyproject.toml requirements-assets.txt
 
 venv: $(STAMP)
 
-test: $(STAMP)
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: $(STAMP) lint
 	$(BIN)/python -m pytest -q
 
 test-fast: $(STAMP)

@@ -96,13 +96,17 @@ def convert(
     missing, unexpected = model.embedding_model.load_state_dict(backbone.state_dict(), strict=False)
     missing = [k for k in missing if "rotary_emb" not in k]
     if missing or unexpected:
-        raise ValueError(f"Backbone weights do not match its config: missing {missing[:5]}, unexpected {unexpected[:5]}")
+        raise ValueError(
+            f"Backbone weights do not match its config: missing {missing[:5]}, unexpected {unexpected[:5]}"
+        )
     model.set_tokenizer(tokenizer)
     save_nvembed_folder(model, output, query_prompt=format_instruction(query_task))
     return Path(output)
 
 
-def save_nvembed_folder(model: NVEmbedModel, output: str | Path, query_prompt: str, max_seq_length: int = 4096) -> None:
+def save_nvembed_folder(
+    model: NVEmbedModel, output: str | Path, query_prompt: str, max_seq_length: int = 4096
+) -> None:
     """Save weights (safetensors), tokenizer, the modeling code and the sentence-transformers files."""
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
@@ -152,7 +156,9 @@ def main(argv: list[str] | None = None) -> None:
         "--cross-dim-head", type=int, default=None, help="default: hidden_size / num_heads (the release: hidden_size)"
     )
     parser.add_argument("--mask-type", choices=["b", "c"], default="b", help="b: bidirectional, c: causal")
-    parser.add_argument("--pooling-mode", choices=["latent_attention", "mean", "last_token"], default="latent_attention")
+    parser.add_argument(
+        "--pooling-mode", choices=["latent_attention", "mean", "last_token"], default="latent_attention"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
     out = convert(

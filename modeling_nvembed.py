@@ -12,8 +12,6 @@ NV-Embed-v1/v2 checkpoint loads with this file on current transformers. This fil
 transformers: it is loaded as remote code, file by file.
 """
 
-import os
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -54,7 +52,9 @@ def ensure_tokenizer_appends_eos(tokenizer: PreTrainedTokenizerBase) -> PreTrain
     if probe[-1] == tokenizer.eos_token_id:
         return tokenizer
     if not hasattr(type(tokenizer), "add_eos_token"):
-        raise ValueError(f"Cannot make {type(tokenizer).__name__} append EOS: it is not a fast (tokenizers) tokenizer.")
+        raise ValueError(
+            f"Cannot make {type(tokenizer).__name__} append EOS: it is not a fast (tokenizers) tokenizer."
+        )
     adds_bos = tokenizer.bos_token_id is not None and probe[0] == tokenizer.bos_token_id
     tokenizer.add_bos_token = adds_bos
     tokenizer.add_eos_token = True
@@ -208,7 +208,8 @@ class NVEmbedModel(NVEmbedPreTrainedModel):
         ```python
         >>> from transformers import AutoModel
         >>> model = AutoModel.from_pretrained("path/to/nvembed", trust_remote_code=True)
-        >>> queries = model.encode(["how do I compress files?"], instruction=format_instruction("Given a question, retrieve passages that answer it"))
+        >>> task = "Given a question, retrieve passages that answer it"
+        >>> queries = model.encode(["how do I compress files?"], instruction=format_instruction(task))
         >>> passages = model.encode(["gzip is a compression utility."])
         >>> scores = queries @ passages.T
         ```
@@ -248,7 +249,11 @@ class NVEmbedModel(NVEmbedPreTrainedModel):
         if mode == "latent_attention":
             return self.latent_attention_model(hidden_states, pool_mask)
         embeddings = masked_mean(hidden_states, pool_mask) if mode == "mean" else last_token(hidden_states, pool_mask)
-        return F.normalize(embeddings, p=2, dim=-1) if self.config.latent_attention_config.output_normalize else embeddings
+        return (
+            F.normalize(embeddings, p=2, dim=-1)
+            if self.config.latent_attention_config.output_normalize
+            else embeddings
+        )
 
     def forward(
         self,
@@ -260,12 +265,14 @@ class NVEmbedModel(NVEmbedPreTrainedModel):
         **kwargs,
     ) -> dict[str, torch.Tensor]:
         """Args:
-            pool_mask: (B, L) positions to pool; defaults to `attention_mask` without the first `prompt_length` tokens.
-            prompt_length: tokens of the instruction (BOS included), as sentence-transformers passes it for a prompt.
+        pool_mask: (B, L) positions to pool; defaults to `attention_mask` without the first `prompt_length` tokens.
+        prompt_length: tokens of the instruction (BOS included), as sentence-transformers passes it for a prompt.
         """
         outputs = self.embedding_model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False, **kwargs)
         if pool_mask is None:
-            if isinstance(prompt_length, torch.Tensor):  # sentence-transformers' collator: one value per row, all equal
+            if isinstance(
+                prompt_length, torch.Tensor
+            ):  # sentence-transformers' collator: one value per row, all equal
                 prompt_length = int(prompt_length.reshape(-1)[0])
             n_instruction = prompt_length if (prompt_length and self.config.is_mask_instruction) else 0
             pool_mask = build_pool_mask(attention_mask, n_instruction)
@@ -290,9 +297,13 @@ class NVEmbedModel(NVEmbedPreTrainedModel):
         token_kwargs = {k: kwargs[k] for k in ("revision", "token", "cache_dir", "local_files_only") if k in kwargs}
         try:
             # This file already runs as the folder's code, so reading its config to find the tokenizer is trusted.
-            tokenizer = AutoTokenizer.from_pretrained(pretrained_model_name_or_path, trust_remote_code=True, **token_kwargs)
+            tokenizer = AutoTokenizer.from_pretrained(
+                pretrained_model_name_or_path, trust_remote_code=True, **token_kwargs
+            )
         except (OSError, ValueError) as err:
-            logger.warning(f"No tokenizer in {pretrained_model_name_or_path} ({err}); call set_tokenizer() before encode().")
+            logger.warning(
+                f"No tokenizer in {pretrained_model_name_or_path} ({err}); call set_tokenizer() before encode()."
+            )
         else:
             model.set_tokenizer(tokenizer)
         return model
@@ -306,7 +317,9 @@ class NVEmbedModel(NVEmbedPreTrainedModel):
         """Tokenize `instruction + text` for each text: EOS appended (kept when truncating), padded, with the pooling
         mask that leaves out BOS and the instruction."""
         if self.tokenizer is None:
-            raise ValueError("This model has no tokenizer: load it with from_pretrained(folder) or call set_tokenizer().")
+            raise ValueError(
+                "This model has no tokenizer: load it with from_pretrained(folder) or call set_tokenizer()."
+            )
         texts = _check_texts(texts)
         if not isinstance(instruction, str):
             raise TypeError(f"instruction must be a string, got {type(instruction).__name__}.")

@@ -14,7 +14,6 @@ import argparse
 import importlib.util
 
 import torch
-
 from _common import (
     Report,
     converted_folder,
@@ -89,8 +88,11 @@ def main():
         diff = ", ".join(f"{k} {v:.1e}" for k, v in diffs.items())
         row = f"  {length:6d} | {cells} | {t['eager'] / t['sdpa']:9.2f}x | {diff}"
         rows.append(row)
-        report(f"length {length}: " + ", ".join(f"{k} {t[k]:.3f} s {spread(times[k])}" for k in kernels)
-               + f"; eager/sdpa {t['eager'] / t['sdpa']:.2f}x; max abs diff {diff}")
+        report(
+            f"length {length}: "
+            + ", ".join(f"{k} {t[k]:.3f} s {spread(times[k])}" for k in kernels)
+            + f"; eager/sdpa {t['eager'] / t['sdpa']:.2f}x; max abs diff {diff}"
+        )
     report()
     report("summary (seconds per forward of the backbone, batch %d):" % args.batch_size)
     report(header)

@@ -20,7 +20,6 @@ import types
 
 import torch
 import torch.nn.functional as F
-
 from _common import (
     Report,
     converted_folder,

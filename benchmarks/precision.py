@@ -14,7 +14,6 @@ import copy
 
 import torch
 import torch.nn.functional as F
-
 from _common import (
     Report,
     converted_folder,
@@ -46,8 +45,10 @@ def main():
     flags = cpu_flags()
     native = flags["avx512_bf16"] or flags["amx_bf16"]
     if device == "cpu":
-        report(f"CPU bf16 support: avx512_bf16={flags['avx512_bf16']}, amx_bf16={flags['amx_bf16']}"
-               f" -> {'native bf16 matmuls' if native else 'no native bf16: expect bf16 to be slower than fp32'}")
+        report(
+            f"CPU bf16 support: avx512_bf16={flags['avx512_bf16']}, amx_bf16={flags['amx_bf16']}"
+            f" -> {'native bf16 matmuls' if native else 'no native bf16: expect bf16 to be slower than fp32'}"
+        )
         try:
             report(f"torch CPU capability: {torch.backends.cpu.get_cpu_capability()}")
         except AttributeError:

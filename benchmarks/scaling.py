@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 
 import torch
-
 from _common import (
     Report,
     converted_folder,
@@ -170,8 +169,10 @@ def main():
     )
     t = {k: median(v) for k, v in times.items()}
     report(f"3. length-sorted vs original-order batching: {len(texts)} texts of 16-256 tokens, batch {batch_size}")
-    report(f"   real tokens {real}; tokens incl. padding: sorted {padded_tokens(sorted_order)},"
-           f" unsorted {padded_tokens(list(range(len(texts))))}")
+    report(
+        f"   real tokens {real}; tokens incl. padding: sorted {padded_tokens(sorted_order)},"
+        f" unsorted {padded_tokens(list(range(len(texts))))}"
+    )
     for k, v in times.items():
         report(f"   {k:16s} {t[k]:7.2f} s {spread(v)}")
     ratio = t["unsorted"] / t["sorted (encode)"]

@@ -24,7 +24,6 @@ import time
 from pathlib import Path
 
 import torch
-
 from _common import (
     ROOT,
     Report,
@@ -145,12 +144,22 @@ def main():
     report = Report("train_throughput", args.device)
     converted_folder()
     names = args.variants.split(",")
-    report(f"demo config (train/configs/demo.yaml) via load_for_training; batch {args.batch_size} x (anchor, positive,"
-           f" negative), mini_batch_size {args.mini_batch_size}, {args.steps} timed step(s) per process after 1"
-           f" warm-up, {args.rounds} round(s); device {args.device}")
+    report(
+        f"demo config (train/configs/demo.yaml) via load_for_training; batch {args.batch_size} x (anchor, positive,"
+        f" negative), mini_batch_size {args.mini_batch_size}, {args.steps} timed step(s) per process after 1"
+        f" warm-up, {args.rounds} round(s); device {args.device}"
+    )
     script = Path(__file__).resolve()
-    common = ["--device", args.device, "--batch-size", str(args.batch_size), "--mini-batch-size",
-              str(args.mini_batch_size), "--steps", str(args.steps)]
+    common = [
+        "--device",
+        args.device,
+        "--batch-size",
+        str(args.batch_size),
+        "--mini-batch-size",
+        str(args.mini_batch_size),
+        "--steps",
+        str(args.steps),
+    ]
     if args.max_seq_length:
         common += ["--max-seq-length", str(args.max_seq_length)]
     results = {name: [] for name in names}
@@ -159,8 +168,10 @@ def main():
             results[name].append(run_child(script, common + ["--child", name], timeout=3600))
             print(f"  {name}: {results[name][-1]}", flush=True)
     first = results[names[0]][0]
-    report(f"trainable parameters {first['trainable'] / 1e6:.2f}M; max_seq_length {first['max_seq_length']};"
-           f" real tokens per step {first['tokens']} (all three columns)")
+    report(
+        f"trainable parameters {first['trainable'] / 1e6:.2f}M; max_seq_length {first['max_seq_length']};"
+        f" real tokens per step {first['tokens']} (all three columns)"
+    )
     memory_label = "GPU peak alloc MiB" if args.device.startswith("cuda") else "peak RSS - RSS after load, MiB"
     if not args.device.startswith("cuda"):
         report("  (CPU memory includes ~0.5 GiB of weights paged in on first use: safetensors maps them lazily)")
@@ -171,8 +182,10 @@ def main():
         t = median(times)
         memory = forward_memory(max(results[name], key=lambda res: res.get("gpu_peak_mib", res["peak_rss_mib"])))
         base = base or t
-        report(f"  {name:10s} | {t:8.2f} s {spread(times):>15s} | {args.batch_size / t:7.2f}"
-               f" | {first['tokens'] / t:8.0f} | {memory:>8s} | {t / base:.2f}x")
+        report(
+            f"  {name:10s} | {t:8.2f} s {spread(times):>15s} | {args.batch_size / t:7.2f}"
+            f" | {first['tokens'] / t:8.0f} | {memory:>8s} | {t / base:.2f}x"
+        )
     report.save()
 
 

@@ -11,7 +11,8 @@ Example:
 
 import os
 
-# Before datasets/huggingface_hub are imported: offline, a missing dataset fails at once instead of waiting on the network.
+
+# Before datasets/huggingface_hub are imported: offline, a missing dataset fails at once, not after network waits.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
@@ -27,7 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tasks", nargs="+", default=None, help="task names (default: all local tasks)")
     parser.add_argument("--output-dir", default="runs/eval", help="where mteb's JSON and results.md go")
     parser.add_argument("--split", choices=["test", "dev"], default="test")
-    parser.add_argument("--data-dir", default=None, help="export folder (default: $NVEMBED_EVAL_DIR or data_cache/eval)")
+    parser.add_argument(
+        "--data-dir", default=None, help="export folder (default: $NVEMBED_EVAL_DIR or data_cache/eval)"
+    )
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--max-seq-length", type=int, default=None, help="token cap (default: the model's own)")
     return parser
@@ -40,8 +43,15 @@ def main(argv: list[str] | None = None) -> int:
     from eval.tasks import EvalDataMissingError
 
     try:
-        scores = evaluate(args.model, args.tasks, args.output_dir, split=args.split, data_dir=args.data_dir,
-                          batch_size=args.batch_size, max_seq_length=args.max_seq_length)
+        scores = evaluate(
+            args.model,
+            args.tasks,
+            args.output_dir,
+            split=args.split,
+            data_dir=args.data_dir,
+            batch_size=args.batch_size,
+            max_seq_length=args.max_seq_length,
+        )
     except (EvalDataMissingError, EvalDataUnavailableError, KeyError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -34,7 +34,7 @@ MASK_NAMES = {"b": "bidirectional", "c": "causal"}
 
 def variants(base) -> dict[str, object]:
     runs = {}
-    for (mask, pooling) in PAPER_POOLING:
+    for mask, pooling in PAPER_POOLING:
         cfg = copy.deepcopy(base)
         cfg.mask_type, cfg.pooling_mode = mask, pooling
         runs[f"{MASK_NAMES[mask]}-{pooling}"] = cfg
@@ -73,11 +73,23 @@ def table(scores: dict[str, dict[str, float]], tasks: list[str]) -> str:
         ours = [avg(f"{MASK_NAMES[mask]}-{p}") for p in ("latent_attention", "mean", "last_token")]
         paper = [f"{PAPER_POOLING[(mask, p)]:.2f}" for p in ("latent_attention", "mean", "last_token")]
         lines.append(f"| {MASK_NAMES[mask]} | " + " | ".join(ours + paper) + " |")
-    lines += ["", "Training stages (paper: NV-Embed-v2 MTEB average)", "", "| recipe | ours | paper |", "|---|---|---|"]
+    lines += [
+        "",
+        "Training stages (paper: NV-Embed-v2 MTEB average)",
+        "",
+        "| recipe | ours | paper |",
+        "|---|---|---|",
+    ]
     stage_rows = {"two-stage": "bidirectional-latent_attention", **{k: k for k in PAPER_STAGES if k != "two-stage"}}
     for label, run in stage_rows.items():
         lines.append(f"| {label} | {avg(run)} | {PAPER_STAGES[label]:.2f} |")
-    lines += ["", "Per task (main score x 100)", "", "| run | " + " | ".join(tasks) + " |", "|---" * (len(tasks) + 1) + "|"]
+    lines += [
+        "",
+        "Per task (main score x 100)",
+        "",
+        "| run | " + " | ".join(tasks) + " |",
+        "|---" * (len(tasks) + 1) + "|",
+    ]
     for name, row in scores.items():
         lines.append(f"| {name} | " + " | ".join(f"{100 * row[t]:.1f}" for t in tasks) + " |")
     return "\n".join(lines)

@@ -10,6 +10,7 @@ Example:
 
 import os
 
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
@@ -19,6 +20,7 @@ import logging  # noqa: E402
 import sys  # noqa: E402
 from collections.abc import Sequence  # noqa: E402
 from pathlib import Path  # noqa: E402
+
 
 logger = logging.getLogger(__name__)
 
@@ -86,8 +88,15 @@ def main(argv: list[str] | None = None) -> int:
     from eval.tasks import EvalDataMissingError
 
     try:
-        results = compare(parse_models(args.models), args.tasks, args.output_dir, split=args.split,
-                          data_dir=args.data_dir, batch_size=args.batch_size, max_seq_length=args.max_seq_length)
+        results = compare(
+            parse_models(args.models),
+            args.tasks,
+            args.output_dir,
+            split=args.split,
+            data_dir=args.data_dir,
+            batch_size=args.batch_size,
+            max_seq_length=args.max_seq_length,
+        )
     except (EvalDataMissingError, EvalDataUnavailableError, KeyError, FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -19,6 +19,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+
 logger = logging.getLogger(__name__)
 
 TASK_NAMES = ("debian_description", "pydoc_summary", "debian_section", "pydoc_module", "debian_tags_pairs")
@@ -79,12 +80,12 @@ def export_task(name: str, kind: str, dataset: Any, output_dir: Path, splits: Se
     return counts
 
 
-def export(tasks: Sequence[str] | None = None, output_dir: str | Path | None = None,
-           splits: Sequence[str] = ("test", "dev")) -> dict[str, dict[str, int]]:
+def export(
+    tasks: Sequence[str] | None = None, output_dir: str | Path | None = None, splits: Sequence[str] = ("test", "dev")
+) -> dict[str, dict[str, int]]:
     """Exports the named tasks (default: all five) from `train.data`; returns task -> split -> rows."""
-    from train.data import TASKS, load_source
-
     from eval.tasks import default_eval_dir
+    from train.data import TASKS, load_source
 
     output_dir = Path(output_dir) if output_dir else default_eval_dir()
     counts = {}

@@ -29,9 +29,9 @@ from pathlib import Path
 from typing import Any
 
 from mteb.models import ModelMeta
-from mteb.models.model_meta import ScoringFunction
 from mteb.models.instruct_wrapper import InstructSentenceTransformerModel
 from mteb.models.model_implementations.bm25 import BM25Search
+from mteb.models.model_meta import ScoringFunction
 from mteb.models.sentence_transformer_wrapper import SentenceTransformerEncoderWrapper
 from mteb.types import PromptType
 
@@ -97,7 +97,7 @@ class InstructEncoder(InstructSentenceTransformerModel):
 
 
 def _raw_backbone(pooling: str, source: str) -> Any:
-    """SentenceTransformer over the causal backbone (causal mask kept, no training): the zero point of the ablations."""
+    """SentenceTransformer over the causal backbone (causal mask kept, untrained): the ablations' zero point."""
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.base.modules import Transformer
     from sentence_transformers.sentence_transformer.modules import Pooling
@@ -161,7 +161,8 @@ def load_model(spec: str, max_seq_length: int | None = None) -> Any:
     path = Path(spec)
     if not path.is_dir():
         raise FileNotFoundError(
-            f"model '{spec}' is not a folder nor one of: bm25, minilm, raw-mean[:PATH_OR_GGUF], raw-last[:PATH_OR_GGUF]"
+            f"model '{spec}' is not a folder nor one of: bm25, minilm, raw-mean[:PATH_OR_GGUF], "
+            "raw-last[:PATH_OR_GGUF]"
         )
     from sentence_transformers import SentenceTransformer
 

@@ -20,6 +20,7 @@ from mteb.results import TaskResult
 from eval.models import load_model, supports_task
 from eval.tasks import EvalDataMissingError, get_tasks
 
+
 logger = logging.getLogger(__name__)
 
 
@@ -91,7 +92,7 @@ def evaluate(
     """Evaluates one system and writes mteb's result JSON plus `results.md` to `output_dir`.
 
     Args:
-        model_spec: See `eval.models.load_model` (a SentenceTransformer folder, raw-mean:..., raw-last:..., minilm, bm25).
+        model_spec: See `eval.models.load_model` (an ST folder, raw-mean:..., raw-last:..., minilm, bm25).
         tasks: Local task names or mteb task names; `None` means all local tasks.
         output_dir: Where `results/<model>/<revision>/<task>.json` and `results.md` go.
         split: "test" or "dev".
@@ -138,7 +139,9 @@ def markdown_table(results: dict[str, dict[str, float]], tasks: Sequence[Any], s
     return "\n".join(lines) + "\n"
 
 
-def write_markdown(results: dict[str, dict[str, float]], tasks: Sequence[Any], path: Path, split: str = "test") -> Path:
+def write_markdown(
+    results: dict[str, dict[str, float]], tasks: Sequence[Any], path: Path, split: str = "test"
+) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(markdown_table(results, tasks, split=split), encoding="utf-8")
     logger.info("wrote %s", path)

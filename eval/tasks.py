@@ -36,6 +36,7 @@ from mteb.abstasks.task_metadata import TaskMetadata
 # The instruction of each task is owned by train.data (one source for training and evaluation).
 from train.data import TASKS as SOURCES
 
+
 logger = logging.getLogger(__name__)
 
 EVAL_DIR_ENV = "NVEMBED_EVAL_DIR"
@@ -100,9 +101,7 @@ class LocalRetrievalTask(_LocalDataMixin, AbsTaskRetrieval):
             for row in self._read(f"{split}/qrels.jsonl"):
                 relevant_docs.setdefault(str(row["query-id"]), {})[str(row["corpus-id"])] = int(row["score"])
             splits[split] = RetrievalSplitData(
-                corpus=Dataset.from_dict(
-                    {"id": [str(r["id"]) for r in corpus], "text": [r["text"] for r in corpus]}
-                ),
+                corpus=Dataset.from_dict({"id": [str(r["id"]) for r in corpus], "text": [r["text"] for r in corpus]}),
                 queries=Dataset.from_dict(
                     {"id": [str(r["id"]) for r in queries], "text": [r["text"] for r in queries]}
                 ),
@@ -113,7 +112,7 @@ class LocalRetrievalTask(_LocalDataMixin, AbsTaskRetrieval):
 
 
 class LocalClassificationTask(_LocalDataMixin, AbsTaskClassification):
-    """Logistic regression on `<task>/train.jsonl` embeddings, scored on `<task>/<split>.jsonl`; main score accuracy."""
+    """Logistic regression on `<task>/train.jsonl` embeddings, scored on `<task>/<split>.jsonl` (accuracy)."""
 
     def _splits_to_load(self) -> list[str]:
         return list(dict.fromkeys([self.train_split, *self.eval_splits]))
@@ -121,7 +120,9 @@ class LocalClassificationTask(_LocalDataMixin, AbsTaskClassification):
     def _load_local(self) -> DatasetDict:
         return DatasetDict(
             {
-                split: Dataset.from_list([{"text": r["text"], "label": r["label"]} for r in self._read(f"{split}.jsonl")])
+                split: Dataset.from_list(
+                    [{"text": r["text"], "label": r["label"]} for r in self._read(f"{split}.jsonl")]
+                )
                 for split in self._splits_to_load()
             }
         )
@@ -276,6 +277,8 @@ def get_tasks(names: list[str] | None = None, data_dir: str | Path | None = None
             try:
                 task = mteb.get_task(name)
             except KeyError as e:
-                raise KeyError(f"Unknown task '{name}'. Local tasks: {sorted(LOCAL_TASKS)}; or an mteb task name.") from e
+                raise KeyError(
+                    f"Unknown task '{name}'. Local tasks: {sorted(LOCAL_TASKS)}; or an mteb task name."
+                ) from e
         tasks.append(task.filter_eval_splits([split]))
     return tasks

@@ -11,6 +11,7 @@ import pytest
 import train.data as data
 from train.data import SourceNotFoundError, core, debian, stdlib_docs
 
+
 SECTIONS = ("games", "science", "utils")
 FAMILIES = ("alpha", "beta", "gamma")
 WORDS = "fast small secure graphical network audio image text parser server client library viewer editor".split()

@@ -7,6 +7,7 @@ import pytest
 
 from train.data import hub
 
+
 ROWS = {
     "question": ["what does gzip do", "how to sync clocks"],
     "answer": ["gzip compresses files", "ntp keeps clocks in sync"],

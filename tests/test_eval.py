@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
@@ -25,6 +26,7 @@ from eval.export import export_task, retrieval_files  # noqa: E402
 from eval.models import InstructEncoder, format_instruction, load_model  # noqa: E402
 from eval.run import evaluate_model, markdown_table  # noqa: E402
 from eval.tasks import KIND_OF_TYPE, LOCAL_TASKS, EvalDataMissingError, get_tasks  # noqa: E402
+
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -88,10 +90,16 @@ def test_retrieval_relevant_doc_always_second_gives_known_ndcg(tmp_path):
 def test_classification_perfect_embeddings_give_accuracy_one(tmp_path):
     labels = ["admin", "devel", "libs"]
     for split, n in (("train", 4), ("test", 3)):
-        write(tmp_path / "data" / "debian_section" / f"{split}.jsonl",
-              [{"text": f"{split} {label} {k}", "label": label} for label in labels for k in range(n)])
-    vectors = {f"{split} {label} {k}": one_hot(j, 3) for split in ("train", "test") for j, label in enumerate(labels)
-               for k in range(4)}
+        write(
+            tmp_path / "data" / "debian_section" / f"{split}.jsonl",
+            [{"text": f"{split} {label} {k}", "label": label} for label in labels for k in range(n)],
+        )
+    vectors = {
+        f"{split} {label} {k}": one_hot(j, 3)
+        for split in ("train", "test")
+        for j, label in enumerate(labels)
+        for k in range(4)
+    }
     scores = run(InstructEncoder(RecordingModel(vectors), "fake"), "debian_section", tmp_path / "data", tmp_path)
     assert scores["main_score"] == pytest.approx(1.0)
     assert scores["accuracy"] == pytest.approx(1.0)
@@ -112,8 +120,10 @@ def test_sts_monotonic_similarity_gives_spearman_one(tmp_path):
     rows = [{"sentence1": f"a{k}", "sentence2": f"b{k}", "score": s} for k, s in enumerate(gold)]
     write(tmp_path / "data" / "debian_tags_pairs" / "test.jsonl", rows)
     vectors = {f"a{k}": [1.0, 0.0] for k in range(len(gold))}
-    vectors |= {f"b{k}": [math.cos(math.radians((5 - s) * 15)), math.sin(math.radians((5 - s) * 15))]
-                for k, s in enumerate(gold)}
+    vectors |= {
+        f"b{k}": [math.cos(math.radians((5 - s) * 15)), math.sin(math.radians((5 - s) * 15))]
+        for k, s in enumerate(gold)
+    }
     scores = run(InstructEncoder(RecordingModel(vectors), "fake"), "debian_tags_pairs", tmp_path / "data", tmp_path)
     assert scores["main_score"] == pytest.approx(1.0)
     assert scores["cosine_spearman"] == pytest.approx(1.0)
@@ -131,13 +141,17 @@ def test_instruction_reaches_queries_only(tmp_path):
     assert query_prompts == [format_instruction(instruction)]
     assert query_prompts[0].startswith(f"Instruct: {instruction}\nQuery:")
     assert passage_prompts == [None]
-    assert all("Instruct" not in text for texts, _ in model.calls for text in texts), "prompt must not be glued to text"
+    assert all("Instruct" not in text for texts, _ in model.calls for text in texts), (
+        "prompt must not be glued to text"
+    )
 
 
 def test_symmetric_tasks_instruct_every_input(tmp_path):
     gold = [0.0, 5.0]
-    write(tmp_path / "data" / "debian_tags_pairs" / "test.jsonl",
-          [{"sentence1": f"a{k}", "sentence2": f"b{k}", "score": s} for k, s in enumerate(gold)])
+    write(
+        tmp_path / "data" / "debian_tags_pairs" / "test.jsonl",
+        [{"sentence1": f"a{k}", "sentence2": f"b{k}", "score": s} for k, s in enumerate(gold)],
+    )
     model = RecordingModel({"a0": [1, 0], "a1": [1, 0], "b0": [0, 1], "b1": [1, 0]})
     run(InstructEncoder(model, "fake"), "debian_tags_pairs", tmp_path / "data", tmp_path)
     expected = format_instruction(LOCAL_TASKS["debian_tags_pairs"].metadata.prompt)
@@ -196,8 +210,9 @@ def test_export_writes_the_layout_the_tasks_read(tmp_path):
 
 def test_markdown_table_has_systems_rows_and_average():
     tasks = get_tasks(["debian_description", "debian_section"], data_dir="/nonexistent")
-    table = markdown_table({"a": {"debian_description": 0.5, "debian_section": 1.0}, "b": {"debian_description": 0.25}},
-                           tasks)
+    table = markdown_table(
+        {"a": {"debian_description": 0.5, "debian_section": 1.0}, "b": {"debian_description": 0.25}}, tasks
+    )
     assert "| a | 50.00 | 100.00 | 75.00 |" in table
     assert "| b | 25.00 | - | 25.00 |" in table
 
@@ -206,7 +221,11 @@ def test_standard_mteb_task_offline_fails_fast_naming_the_dataset(tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
     proc = subprocess.run(
         [sys.executable, "-m", "eval", "bm25", "--tasks", "SciFact", "--output-dir", str(tmp_path)],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 2
     assert "mteb/scifact" in proc.stderr
@@ -225,6 +244,9 @@ def test_compare_parses_named_system_specs():
     from eval.compare import parse_models
 
     assert parse_models(["bm25=bm25", "ours=artifacts/x", "minilm"]) == {
-        "bm25": "bm25", "ours": "artifacts/x", "minilm": "minilm"}
+        "bm25": "bm25",
+        "ours": "artifacts/x",
+        "minilm": "minilm",
+    }
     with pytest.raises(ValueError, match="twice"):
         parse_models(["a=bm25", "a=minilm"])

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 import torch
-from conftest import ROOT, build_causal_lm_folder, tiny_latent_config, tiny_text_config
+from conftest import build_causal_lm_folder, tiny_latent_config, tiny_text_config
 
 from configuration_nvembed import NVEmbedConfig
 from modeling_nvembed import (
@@ -142,7 +142,9 @@ def test_sentence_transformer_matches_encode(tiny_nvembed_folder, tiny_model):
     from sentence_transformers import SentenceTransformer
 
     st = SentenceTransformer(str(tiny_nvembed_folder), trust_remote_code=True, device="cpu")
-    assert st.prompts["query"] == INSTRUCTION_TEMPLATE.format(task="Given a query, retrieve relevant passages that answer the query")
+    assert st.prompts["query"] == INSTRUCTION_TEMPLATE.format(
+        task="Given a query, retrieve relevant passages that answer the query"
+    )
     with_prompt = st.encode(TEXTS, prompt_name="query", convert_to_tensor=True)
     assert (with_prompt - tiny_model.encode(TEXTS, instruction=st.prompts["query"])).abs().max() <= 1e-5
     plain = st.encode(TEXTS, convert_to_tensor=True)
@@ -212,7 +214,11 @@ def test_release_config_json_loads(tmp_path):
             "latent_dim": 32,
             "cross_dim_head": 8,
         },
-        "text_config": {**tiny_text_config("mistral"), "model_type": "bidir_mistral", "_name_or_path": "nvidia/NV-Embed-v2"},
+        "text_config": {
+            **tiny_text_config("mistral"),
+            "model_type": "bidir_mistral",
+            "_name_or_path": "nvidia/NV-Embed-v2",
+        },
     }
     (tmp_path / "config.json").write_text(json.dumps(release))
     config = NVEmbedConfig.from_pretrained(tmp_path)

@@ -7,6 +7,7 @@ import pytest
 from train.data import synthetic
 from train.data.synthetic import QueryFilter, QueryGenerationConfig
 
+
 PASSAGE = (
     "GNU Wget is a free utility for non-interactive download of files from the Web. It supports HTTP, HTTPS and "
     "FTP protocols, as well as retrieval through HTTP proxies."

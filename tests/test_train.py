@@ -14,7 +14,9 @@ from train.config import RunConfig, StageConfig, load_config
 from train.losses import HardNegativesOnlyRankingLoss
 
 
-WORDS = "gzip fox library parse email network clock sync python deflate quick lazy command option message daemon".split()
+WORDS = (
+    "gzip fox library parse email network clock sync python deflate quick lazy command option message daemon".split()
+)
 
 
 @dataclass
@@ -53,7 +55,13 @@ def run_config(tmp_path, base, **overrides) -> RunConfig:
         base_model=str(base),
         stages=[
             StageConfig(tasks=["toy_retrieval"], max_steps=6, batch_size=8, learning_rate=3e-3, num_hard_negatives=0),
-            StageConfig(tasks=["toy_retrieval", "toy_classes"], max_steps=4, batch_size=8, learning_rate=1e-3, num_hard_negatives=0),
+            StageConfig(
+                tasks=["toy_retrieval", "toy_classes"],
+                max_steps=4,
+                batch_size=8,
+                learning_rate=1e-3,
+                num_hard_negatives=0,
+            ),
         ],
         max_seq_length=32,
         save_steps=2,
@@ -84,7 +92,9 @@ def test_two_stages_train_and_loss_falls(tiny_nvembed_folder, toy_data, tmp_path
     auto = AutoModel.from_pretrained(final, trust_remote_code=True)
     st = SentenceTransformer(str(final), trust_remote_code=True, device="cpu")
     prompt = st.prompts["toy_retrieval"]
-    assert (st.encode(["gzip fox"], prompt=prompt, convert_to_tensor=True) - auto.encode(["gzip fox"], instruction=prompt)).abs().max() <= 1e-5
+    assert (
+        st.encode(["gzip fox"], prompt=prompt, convert_to_tensor=True) - auto.encode(["gzip fox"], instruction=prompt)
+    ).abs().max() <= 1e-5
 
 
 def test_stage2_non_retrieval_loss_has_no_in_batch_negatives():
@@ -165,7 +175,9 @@ def test_mining_never_returns_positive_or_duplicates(tmp_path):
     rows = [{"anchor": f"how to {w} files", "positive": f"{w} is a tool to {w} files quickly"} for w in WORDS]
     rows += [{"anchor": "how to gzip files", "positive": "gzip is a tool to gzip files quickly"}]  # duplicate pair
     data = Dataset.from_list(rows)
-    cfg = RunConfig(output_dir=str(tmp_path), mining_cache_dir=str(tmp_path / "mined"), stages=[StageConfig(tasks=["x"])])
+    cfg = RunConfig(
+        output_dir=str(tmp_path), mining_cache_dir=str(tmp_path / "mined"), stages=[StageConfig(tasks=["x"])]
+    )
     miner = pipeline.Miner(SentenceTransformer(str(peer_model_path()), device="cpu"), cfg, "cpu")
     mined = pipeline.mine_negatives(data, "toy", 3, cfg, miner)
     negatives = [c for c in mined.column_names if c.startswith("negative")]
@@ -211,8 +223,15 @@ def test_cached_loss_and_ablation_switches_train(tiny_causal_lm, toy_data, tmp_p
     """Causal mask + mean pooling + cached loss + full fine-tuning + one stage: the ablation switches all run."""
     stage = StageConfig(tasks=["toy_retrieval"], max_steps=2, batch_size=8, num_hard_negatives=0)
     cfg = run_config(
-        tmp_path, tiny_causal_lm, stages=[stage], mask_type="c", pooling_mode="mean", cached_loss=True,
-        mini_batch_size=4, lora=False, gradient_checkpointing=True,
+        tmp_path,
+        tiny_causal_lm,
+        stages=[stage],
+        mask_type="c",
+        pooling_mode="mean",
+        cached_loss=True,
+        mini_batch_size=4,
+        lora=False,
+        gradient_checkpointing=True,
     )
     final = pipeline.train(cfg)
     config = json.loads((final / "config.json").read_text())

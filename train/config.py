@@ -70,7 +70,9 @@ class RunConfig:
     mini_batch_size: int = 8
     gather_across_devices: bool = True
     gradient_checkpointing: bool = False
-    bf16: str | bool = "auto"  # "auto": bf16 where the hardware has it (GPU with bf16, CPU with AMX/avx512_bf16), else fp32
+    bf16: str | bool = (
+        "auto"  # "auto": bf16 where the hardware has it (GPU with bf16, CPU with AMX/avx512_bf16), else fp32
+    )
     mining_model: str = "teacher"
     relative_margin: float = 0.05  # positive-aware mining: keep negatives scoring below 95% of the positive
     mining_cache_dir: str = "runs/mined-cache"  # shared by runs: mining with the fixed teacher depends only on data

@@ -13,7 +13,6 @@ Several devices: the same command under `torchrun --nproc_per_node N -m train.pi
 """
 
 import argparse
-import dataclasses
 import json
 import logging
 import shutil
@@ -152,7 +151,9 @@ def check_columns(data: Dataset, task: str) -> None:
         raise ValueError(f"Training data of task {task!r} is empty.")
     for column in ("anchor", "positive"):
         if column not in data.column_names:
-            raise ValueError(f"Training data of task {task!r} has no {column!r} column (columns: {data.column_names}).")
+            raise ValueError(
+                f"Training data of task {task!r} has no {column!r} column (columns: {data.column_names})."
+            )
 
 
 class Miner:

@@ -54,6 +54,7 @@ from .core import SPLITS, SourceNotFoundError, normalize
 from .debian import build_debian_description, build_debian_section, build_debian_tags_pairs
 from .stdlib_docs import build_pydoc_module, build_pydoc_summary
 
+
 logger = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

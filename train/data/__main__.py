@@ -14,6 +14,7 @@ import datasets
 
 from . import SPLITS, TASKS, default_cache_dir, load_source
 
+
 logger = logging.getLogger(__name__)
 
 

@@ -22,6 +22,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
+
 logger = logging.getLogger(__name__)
 
 SPLITS = ("train", "dev", "test")

@@ -33,6 +33,7 @@ from pathlib import Path
 
 from .core import SourceNotFoundError, SplitSizes, dedup_rows, split_rows, take
 
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_APT_LISTS_DIR = Path("/var/lib/apt/lists")
@@ -265,9 +266,7 @@ def build_debian_description(
     ]
     splits = split_rows(dedup_rows(rows, ("query", "passage")))
     return {
-        split: take(
-            split_rows_, sizes[split], key=lambda r: r["id"], balance=lambda r: r["_section"], per_group=2
-        )
+        split: take(split_rows_, sizes[split], key=lambda r: r["id"], balance=lambda r: r["_section"], per_group=2)
         for split, split_rows_ in splits.items()
     }
 
@@ -388,4 +387,3 @@ def build_debian_tags_pairs(
                 )
         result[split] = take(pairs, sizes[split], key=lambda r: r["sentence1"] + "\x00" + r["sentence2"])
     return result
-

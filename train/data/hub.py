@@ -29,6 +29,7 @@ from urllib.parse import urlparse
 
 import datasets
 
+
 logger = logging.getLogger(__name__)
 
 LOCAL_DATA_SUFFIXES = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from .core import SourceNotFoundError, SplitSizes, dedup_rows, split_rows, take
 
+
 logger = logging.getLogger(__name__)
 
 EXCLUDED_DIRS = frozenset(

@@ -54,6 +54,7 @@ import datasets
 
 from . import KIND_FEATURES, default_cache_dir, get_task, load_source
 
+
 logger = logging.getLogger(__name__)
 
 GENERATOR_VERSION = "2"  # part of the cache key: bump when generate_queries changes its output
