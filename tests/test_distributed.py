@@ -60,7 +60,7 @@ def run_config(output_dir: Path, base: Path, batch_size: int, max_steps: int):
         logging_steps=1,
         lora_rank=4,
         lora_alpha=8,
-        bf16="false",  # the same fp32 arithmetic in both runs
+        bf16=False,  # the same fp32 arithmetic in both runs
     )
 
 
