@@ -100,6 +100,7 @@ def main(argv=None):
     parser.add_argument("--config", default="train/configs/ablation.yaml")
     parser.add_argument("--output-dir", default="runs/ablations")
     parser.add_argument("--only", nargs="*", default=None, help="run only these variant names")
+    parser.add_argument("--report-only", action="store_true", help="only rebuild the table from finished variants")
     parser.add_argument("--tasks", nargs="*", default=None, help="eval tasks (default: all local tasks)")
     parser.add_argument("--split", default="test")
     parser.add_argument("--max-seq-length", type=int, default=256, help="eval token cap (CPU budget)")
@@ -116,11 +117,14 @@ def main(argv=None):
     unknown = set(args.only or []) - set(runs)
     if unknown:
         raise ValueError(f"Unknown variant(s) {sorted(unknown)}; known: {sorted(runs)}")
-    export()
-    results_path = out / "ablations.json"
-    scores = json.loads(results_path.read_text()) if results_path.is_file() else {}
+    from eval.tasks import default_eval_dir
+
+    if not default_eval_dir().is_dir():  # shared by side-by-side `--only` processes: written once, before them
+        export()
+    results_dir = out / "scores"  # one file per variant: several `--only` processes can run side by side
+    results_dir.mkdir(parents=True, exist_ok=True)
     for name, cfg in runs.items():
-        if args.only and name not in args.only:
+        if args.report_only or (args.only and name not in args.only):
             continue
         slug = name.replace(", ", "-").replace(" ", "-")
         cfg.output_dir = str(out / slug)
@@ -130,8 +134,13 @@ def main(argv=None):
         result = compare(
             {slug: str(final)}, args.tasks, out / "eval" / slug, split=args.split, max_seq_length=args.max_seq_length
         )
-        scores[name] = result[slug]
-        results_path.write_text(json.dumps(scores, indent=2))
+        (results_dir / f"{slug}.json").write_text(json.dumps({"name": name, "scores": result[slug]}, indent=2))
+    scores = {}
+    for name in runs:  # the paper's order
+        slug = name.replace(", ", "-").replace(" ", "-")
+        if (results_dir / f"{slug}.json").is_file():
+            scores[name] = json.loads((results_dir / f"{slug}.json").read_text())["scores"]
+    (out / "ablations.json").write_text(json.dumps(scores, indent=2))
     tasks = sorted({t for row in scores.values() for t in row})
     report = table(scores, tasks)
     (out / "ablations.md").write_text(report + "\n")
