@@ -115,6 +115,10 @@ def _raw_backbone(pooling: str, source: str) -> Any:
         processor_kwargs=dict(gguf),
         config_kwargs=dict(gguf),
         max_seq_length=RAW_MAX_SEQ_LENGTH,
+        # Plain text: SmolLM2's tokenizer has a chat template, and sentence-transformers 6 would otherwise wrap every
+        # input into chat messages (and then cannot exclude the prompt from pooling).
+        modality_config={"text": {"method": "forward", "method_output_name": "last_hidden_state"}},
+        module_output_name="token_embeddings",
     )
     if transformer.tokenizer.pad_token is None:
         transformer.tokenizer.pad_token = transformer.tokenizer.eos_token
