@@ -96,7 +96,7 @@ class InstructEncoder(InstructSentenceTransformerModel):
             return super().encode(inputs, prompt_type=prompt_type, **kwargs)
 
 
-def _raw_backbone(pooling: str, source: str) -> Any:
+def raw_backbone(pooling: str, source: str) -> Any:
     """SentenceTransformer over the causal backbone (causal mask kept, untrained): the ablations' zero point."""
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.base.modules import Transformer
@@ -161,7 +161,7 @@ def load_model(spec: str, max_seq_length: int | None = None) -> Any:
     kind, _, source = spec.partition(":")
     if kind in RAW_POOLING:
         name = f"{kind}-{Path(source).stem if source else DEFAULT_GGUF.stem}"
-        return InstructEncoder(_capped(_raw_backbone(RAW_POOLING[kind], source), max_seq_length), name=name)
+        return InstructEncoder(_capped(raw_backbone(RAW_POOLING[kind], source), max_seq_length), name=name)
     path = Path(spec)
     if not path.is_dir():
         raise FileNotFoundError(

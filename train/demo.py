@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from eval.models import raw_backbone
 from modeling_nvembed import format_instruction
 from train.config import load_config
 from train.pipeline import prepare_base_model, train
@@ -52,27 +53,6 @@ def bm25_scores(queries, passages) -> np.ndarray:
     for i, query in enumerate(queries):
         scores[i] = retriever.get_scores(bm25s.tokenize([query], show_progress=False, return_ids=False)[0])
     return scores
-
-
-def raw_mean_pooling(base_dir: Path, max_seq_length: int):
-    """The backbone as it comes (causal attention), mean-pooled: the baseline every embedding paper starts from."""
-    from sentence_transformers import SentenceTransformer
-    from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
-
-    from nvembed_defaults import default_backbone_path
-
-    gguf = default_backbone_path()
-    transformer = Transformer(
-        str(gguf.parent),
-        model_kwargs={"gguf_file": gguf.name},
-        processor_kwargs={"gguf_file": gguf.name},
-        config_kwargs={"gguf_file": gguf.name},
-        modality_config={"text": {"method": "forward", "method_output_name": "last_hidden_state"}},
-        module_output_name="token_embeddings",
-        max_seq_length=max_seq_length,
-    )
-    pooling = Pooling(transformer.get_embedding_dimension(), pooling_mode="mean")
-    return SentenceTransformer(modules=[transformer, pooling], device="cpu")
 
 
 def compare(systems: dict, tasks, limit: int, max_seq_length: int) -> dict[str, dict[str, float]]:
@@ -129,7 +109,7 @@ def main(argv=None):
     train_minutes = (time.time() - t0) / 60
 
     systems = {
-        "SmolLM2-135M, mean pooling (raw)": lambda: raw_mean_pooling(base, args.eval_max_seq_length),
+        "SmolLM2-135M, mean pooling (raw)": lambda: raw_backbone("mean", ""),
         "NV-Embed, converted, untrained": lambda: SentenceTransformer(str(base), trust_remote_code=True, device="cpu"),
         "NV-Embed, trained (this demo)": lambda: SentenceTransformer(str(final), trust_remote_code=True, device="cpu"),
         "BM25": None,
