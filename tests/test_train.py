@@ -213,10 +213,13 @@ def test_unknown_task_and_bad_data_are_refused_before_training(tiny_nvembed_fold
 
 
 def test_batch_too_large_for_memory_is_refused(tiny_nvembed_folder, tmp_path):
+    from configuration_nvembed import NVEmbedConfig
+
+    text_config = NVEmbedConfig.from_pretrained(tiny_nvembed_folder).text_config
     cfg = run_config(tmp_path, tiny_nvembed_folder, max_seq_length=10**6)
     with pytest.raises(ValueError, match="cached_loss"):
-        pipeline.check_memory(StageConfig(batch_size=4096), cfg, "cpu", 3)
-    pipeline.check_memory(StageConfig(batch_size=8), run_config(tmp_path, tiny_nvembed_folder), "cpu", 3)
+        pipeline.check_memory(StageConfig(batch_size=4096), cfg, "cpu", 3, text_config)
+    pipeline.check_memory(StageConfig(batch_size=8), run_config(tmp_path, tiny_nvembed_folder), "cpu", 3, text_config)
 
 
 def test_cached_loss_and_ablation_switches_train(tiny_causal_lm, toy_data, tmp_path):

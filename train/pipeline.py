@@ -230,7 +230,8 @@ def run_stage(model: SentenceTransformer, stage: StageConfig, index: int, cfg: R
         load_saved_weights(model, stage_dir / "final")
         return
     datasets, losses, prompts = stage_datasets(stage, cfg, miner)
-    check_memory(stage, cfg, device, max(len(d.column_names) for d in datasets.values()))
+    columns = max(len(d.column_names) for d in datasets.values())
+    check_memory(stage, cfg, device, columns, model[0].model.config.text_config)
     args = SentenceTransformerTrainingArguments(
         output_dir=str(stage_dir),
         max_steps=stage.max_steps,
@@ -264,12 +265,11 @@ def run_stage(model: SentenceTransformer, stage: StageConfig, index: int, cfg: R
     state.wait_for_everyone()
 
 
-def check_memory(stage: StageConfig, cfg: RunConfig, device: str, columns: int) -> None:
+def check_memory(stage: StageConfig, cfg: RunConfig, device: str, columns: int, text_config) -> None:
     """Refuse a batch whose activations clearly cannot fit, before any work (rough estimate, fp32)."""
     import psutil
 
-    text = cfg_text_config(cfg)
-    hidden, layers = text.get("hidden_size", 576), text.get("num_hidden_layers", 30)
+    hidden, layers = text_config.hidden_size, text_config.num_hidden_layers
     per_token = layers * hidden * 4 * 24  # bytes kept per token for backward, ~24 activations of width d per layer
     batch = stage.batch_size if not cfg.cached_loss else min(stage.batch_size, cfg.mini_batch_size)
     need = batch * columns * cfg.max_seq_length * per_token
@@ -282,13 +282,6 @@ def check_memory(stage: StageConfig, cfg: RunConfig, device: str, columns: int) 
             f"{need / 2**30:.1f} GiB of activations but {free / 2**30:.1f} GiB is free. Set cached_loss: true "
             "(GradCache, mini_batch_size) and/or gradient_checkpointing: true, or lower batch_size/max_seq_length."
         )
-
-
-def cfg_text_config(cfg: RunConfig) -> dict:
-    base = Path(cfg.output_dir) / "base" / "config.json"
-    if cfg.base_model and (Path(cfg.base_model) / "config.json").is_file():
-        base = Path(cfg.base_model) / "config.json"
-    return json.loads(base.read_text()).get("text_config", {}) if base.is_file() else {}
 
 
 def write_loss_log(history: list[dict], stage_dir: Path, index: int) -> None:
