@@ -48,6 +48,7 @@ def compare(
     data_dir: str | Path | None = None,
     batch_size: int = 32,
     max_seq_length: int | None = None,
+    resume: bool = False,
 ) -> dict[str, dict[str, float]]:
     """Evaluates each system on the same tasks; returns system -> task -> main score and writes compare.md/.png.
 
@@ -66,7 +67,9 @@ def compare(
     for name, spec in models.items():
         logger.info("evaluating %s (%s)", name, spec)
         model = load_model(spec, max_seq_length)
-        results[name] = evaluate_model(model, task_objects, output_dir / name, split=split, batch_size=batch_size)
+        results[name] = evaluate_model(
+            model, task_objects, output_dir / name, split=split, batch_size=batch_size, resume=resume
+        )
     write_markdown(results, task_objects, output_dir / "compare.md", split=split)
     bar_chart(results, task_objects, output_dir / "compare.png")
     (output_dir / "compare.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
@@ -82,6 +85,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--max-seq-length", type=int, default=None, help="token cap applied to every system")
+    parser.add_argument(
+        "--resume", action="store_true", help="reuse result JSON already in --output-dir for the same model revision"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from eval.run import EvalDataUnavailableError
@@ -96,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
             data_dir=args.data_dir,
             batch_size=args.batch_size,
             max_seq_length=args.max_seq_length,
+            resume=args.resume,
         )
     except (EvalDataMissingError, EvalDataUnavailableError, KeyError, FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)

