@@ -123,8 +123,8 @@ class NVEmbedCrossAttention(nn.Module):
         q = self.to_q(hidden_states).view(B, L, self.heads, -1).transpose(1, 2)  # (B, h, L, dh)
         # The context (the latents) is the same for every row: project it once, not B times as the release does.
         k, v = self.to_kv(context).chunk(2, dim=-1)  # (1, N, inner) each
-        k = k.view(1, N, self.heads, -1).transpose(1, 2).expand(B, -1, -1, -1)  # (B, h, N, dh)
-        v = v.view(1, N, self.heads, -1).transpose(1, 2).expand(B, -1, -1, -1)  # (B, h, N, dh)
+        k = k.view(1, N, self.heads, -1).transpose(1, 2).expand(B, -1, -1, -1)  # (B, h, N, dh), a view
+        v = v.view(1, N, self.heads, -1).transpose(1, 2).expand(B, -1, -1, -1)  # (B, h, N, dh), a view
         out = F.scaled_dot_product_attention(q, k, v)  # (B, h, L, dh): every token attends to all latents
         return self.to_out(out.transpose(1, 2).reshape(B, L, -1))  # (B, L, d)
 
@@ -177,11 +177,19 @@ class NVEmbedLatentAttentionModel(nn.Module):
         self.output_normalize = config.output_normalize
 
     def forward(self, hidden_states: torch.Tensor, pool_mask: torch.Tensor) -> torch.Tensor:
+        # Every step of the block acts on each token alone (the latents are the same for every row), so it runs only on
+        # the tokens that are pooled, packed into one sequence: padding and instruction tokens cost nothing, and the
+        # result equals running it on (B, L) and masking the mean.
+        B, _, d = hidden_states.shape
+        keep = pool_mask.bool()
+        tokens = hidden_states[keep].unsqueeze(0)  # (1, T, d), T = pooled tokens in the batch
         cross_attn, cross_ff = self.cross_attend_blocks
-        latents = self.latents.to(hidden_states.dtype).unsqueeze(0)  # (1, N, d), shared by the batch
-        hidden_states = hidden_states + cross_attn(hidden_states, context=latents)
-        hidden_states = hidden_states + cross_ff(hidden_states)
-        embeddings = masked_mean(hidden_states, pool_mask)  # (B, d), float32
+        latents = self.latents.to(hidden_states.dtype).unsqueeze(0)  # (1, N, d)
+        tokens = tokens + cross_attn(tokens, context=latents)
+        tokens = tokens + cross_ff(tokens)
+        rows = keep.nonzero()[:, 0]  # (T,) the row each packed token came from
+        sums = tokens.new_zeros(B, d, dtype=torch.float32).index_add_(0, rows, tokens[0].to(torch.float32))
+        embeddings = sums / keep.sum(dim=1, keepdim=True).clamp(min=1)  # (B, d), float32: the masked mean
         return F.normalize(embeddings, p=2, dim=-1) if self.output_normalize else embeddings
 
 

@@ -358,3 +358,19 @@ def test_latent_attention_matches_reference_formula():
         rows.append(F.normalize(pooled, dim=-1))
     with torch.no_grad():
         assert torch.allclose(block(hidden, mask), torch.stack(rows), atol=1e-5)
+
+
+def test_latent_block_never_reads_unpooled_positions():
+    """The block runs on the pooled tokens only: padding/instruction states (here NaN) cannot leak into the output,
+    and a batch's embeddings equal each row's alone."""
+    model = random_model()
+    block = model.latent_attention_model
+    torch.manual_seed(2)
+    hidden = torch.randn(3, 6, 32)
+    mask = torch.tensor([[0, 0, 1, 1, 1, 0], [1, 1, 1, 1, 1, 1], [0, 1, 0, 0, 0, 0]])
+    poisoned = hidden.masked_fill(~mask.bool()[..., None], float("nan"))
+    with torch.no_grad():
+        batch = block(poisoned, mask)
+        alone = torch.cat([block(hidden[b : b + 1], mask[b : b + 1]) for b in range(3)])
+    assert torch.isfinite(batch).all()
+    assert torch.allclose(batch, alone, atol=1e-6)
