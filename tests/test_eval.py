@@ -284,3 +284,19 @@ def test_folder_revision_changes_when_weights_change(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="no weights"):
         folder_revision(tmp_path / "empty")
+
+
+def test_classification_trains_on_the_first_rows_of_each_label(tmp_path):
+    labels = ["admin", "devel"]
+    write(
+        tmp_path / "data" / "debian_section" / "train.jsonl",
+        [{"text": f"train {label} {k}", "label": label} for k in range(30) for label in labels],
+    )
+    write(tmp_path / "data" / "debian_section" / "test.jsonl", [{"text": "test admin", "label": "admin"}])
+    task = get_tasks(["debian_section"], data_dir=tmp_path / "data")[0]
+    task.load_data()
+    train = task.dataset["train"]
+    cap = task.train_rows_per_label
+    assert len(train) == 2 * cap
+    assert sorted(train["text"]) == sorted(f"train {label} {k}" for label in labels for k in range(cap))
+    assert len(task.dataset["test"]) == 1
