@@ -35,7 +35,6 @@ from mteb.models.model_meta import ScoringFunction
 from mteb.models.sentence_transformer_wrapper import SentenceTransformerEncoderWrapper
 from mteb.types import PromptType
 
-
 from modeling_nvembed import format_instruction
 from nvembed_defaults import default_backbone_path, peer_model_path
 

@@ -261,7 +261,8 @@ def test_resume_reuses_results_and_a_changed_revision_reruns(tmp_path):
     assert first.calls and scores["debian_description"] == pytest.approx(1.0)
 
     again = RecordingModel(vectors)  # same name and revision: read back, nothing encoded
-    assert evaluate_model(InstructEncoder(again, "fake", revision="r1"), [task], tmp_path / "out", resume=True) == scores
+    reread = evaluate_model(InstructEncoder(again, "fake", revision="r1"), [task], tmp_path / "out", resume=True)
+    assert reread == scores
     assert again.calls == []
 
     changed = RecordingModel(vectors)  # same name, new weights: rerun
