@@ -1,13 +1,15 @@
 """Attention kernels of the bidirectional backbone: sdpa vs eager (and flash-attention where installed).
 
-    .venv/bin/python benchmarks/attention_path.py                                  # CPU: lengths 128..2048, batch 1
+    .venv/bin/python benchmarks/attention_path.py                                  # CPU: lengths 128..2048, batch 4
     .venv/bin/python benchmarks/attention_path.py --device cuda --lengths 128,512,2048,8192,32768 --repeats 10
 
 The backbone of the converted SmolLM2-135M NV-Embed model runs without its causal mask (`is_causal = False`); the
 kernel is switched on the loaded model (`set_attn_implementation`), so every variant uses the same weights and the
-same batch (one window of real text per row, no padding). Per length the variants are timed interleaved, and their
-last hidden states are compared (max abs diff against eager). A bidirectionality probe checks each kernel really
-attends forward: changing the last token must change the first token's hidden state.
+same batch (one window of real text per row). Per length the variants are timed interleaved, and their last hidden
+states are compared (max abs diff against eager, on real tokens). Two batch shapes per length: rows of equal length
+(no padding: sdpa gets no mask at all) and right-padded rows of lengths L, 3L/4, L/2, L/4 cycled, as `encode` makes
+them (sdpa then gets a padding mask, which selects a different kernel). A bidirectionality probe checks each kernel
+really attends forward: changing the last token must change the first token's hidden state.
 """
 
 import argparse
@@ -39,7 +41,7 @@ def main():
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--lengths", default="128,256,512,1024,2048")
-    parser.add_argument("--batch-size", type=int, default=1)
+    parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=3, help="timed forwards per kernel (halved above 1024 tokens)")
     args = parser.parse_args()
     set_threads(args.threads)
@@ -75,30 +77,47 @@ def main():
     report()
 
     rows = []
-    header = "  length | " + " | ".join(f"{k:>17s}" for k in kernels) + " | eager/sdpa | max |diff| vs eager"
+    header = "  length | padding | " + " | ".join(f"{k:>24s}" for k in kernels) + " | eager/sdpa | max |diff| vs eager"
     for length in [int(x) for x in args.lengths.split(",")]:
-        batch = token_batch(model.tokenizer, args.batch_size, length, device)
-        reference = run("eager", batch)().last_hidden_state.float()
-        diffs = {k: (run(k, batch)().last_hidden_state.float() - reference).abs().max().item() for k in kernels[1:]}
-        repeats = args.repeats if length <= 1024 else max(1, args.repeats // 2)
-        # the outputs above served as warm-up at this length
-        times = interleaved({k: run(k, batch) for k in kernels}, repeats, warmup=0, device=device)
-        t = {k: median(v) for k, v in times.items()}
-        cells = " | ".join(f"{t[k]:7.3f} s {spread(times[k]):>9s}" for k in kernels)
-        diff = ", ".join(f"{k} {v:.1e}" for k, v in diffs.items())
-        row = f"  {length:6d} | {cells} | {t['eager'] / t['sdpa']:9.2f}x | {diff}"
-        rows.append(row)
-        report(
-            f"length {length}: "
-            + ", ".join(f"{k} {t[k]:.3f} s {spread(times[k])}" for k in kernels)
-            + f"; eager/sdpa {t['eager'] / t['sdpa']:.2f}x; max abs diff {diff}"
-        )
+        for padded in (False, True):
+            batch = token_batch(model.tokenizer, args.batch_size, length, device)
+            if padded:
+                pad_right(batch, model.tokenizer.pad_token_id)
+            keep = batch["attention_mask"].bool()
+            reference = run("eager", batch)().last_hidden_state.float()[keep]
+            diffs = {
+                k: (run(k, batch)().last_hidden_state.float()[keep] - reference).abs().max().item()
+                for k in kernels[1:]
+            }
+            repeats = args.repeats if length <= 1024 else max(1, args.repeats // 2)
+            # the outputs above served as warm-up at this length
+            times = interleaved({k: run(k, batch) for k in kernels}, repeats, warmup=0, device=device)
+            t = {k: median(v) for k, v in times.items()}
+            cells = " | ".join(f"{t[k]:7.3f} s {spread(times[k]):>16s}" for k in kernels)
+            diff = ", ".join(f"{k} {v:.1e}" for k, v in diffs.items())
+            label = "padded" if padded else "none"
+            rows.append(f"  {length:6d} | {label:7s} | {cells} | {t['eager'] / t['sdpa']:9.2f}x | {diff}")
+            report(
+                f"length {length}, padding {label}: "
+                + ", ".join(f"{k} {t[k]:.3f} s {spread(times[k])}" for k in kernels)
+                + f"; eager/sdpa {t['eager'] / t['sdpa']:.2f}x; max abs diff {diff}"
+            )
     report()
-    report("summary (seconds per forward of the backbone, batch %d):" % args.batch_size)
+    report(f"summary (seconds per forward of the backbone, batch {args.batch_size}; median [min-max]):")
     report(header)
     for row in rows:
         report(row)
     report.save()
+
+
+def pad_right(batch: dict, pad_token_id: int) -> None:
+    """Rows keep L, 3L/4, L/2, L/4 tokens (cycled) and are right-padded to L, in place."""
+    B, L = batch["input_ids"].shape
+    for b in range(B):
+        n = max(1, L * (4 - b % 4) // 4)
+        batch["attention_mask"][b, n:] = 0
+        batch["input_ids"][b, n:] = pad_token_id
+        batch["pool_mask"][b, n:] = 0
 
 
 if __name__ == "__main__":

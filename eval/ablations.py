@@ -4,7 +4,8 @@ single-stage training, each trained from the same base config and evaluated on t
     python -m eval.ablations [--config train/configs/ablation.yaml] [--output-dir runs/ablations] [--only NAME ...]
 
 Every run is resumable (finished stages are skipped), so a killed sweep picks up where it stopped. Writes
-`ablations.md` (the paper's table shape, our numbers beside the paper's) and `ablations.json`.
+`ablations-<split>.md` (the paper's table shape, our numbers beside the paper's) and `.json` (`ablations.md` / `.json`
+with `--quick-dev`).
 """
 
 import argparse
@@ -141,7 +142,10 @@ def main(argv=None):
 
     if not default_eval_dir().is_dir():  # shared by side-by-side `--only` processes: written once, before them
         export()
-    results_dir = out / "scores"  # one file per variant: several `--only` processes can run side by side
+    # One score file per variant (several `--only` processes can run side by side), and one folder per way of scoring:
+    # the quick dev check and the test-split mteb run keep their results apart.
+    mode = "scores" if args.quick_dev else f"scores-{args.split}"
+    results_dir = out / mode
     results_dir.mkdir(parents=True, exist_ok=True)
     for name, cfg in runs.items():
         if args.report_only or (args.only and name not in args.only):
@@ -168,14 +172,15 @@ def main(argv=None):
         slug = name.replace(", ", "-").replace(" ", "-")
         if (results_dir / f"{slug}.json").is_file():
             scores[name] = json.loads((results_dir / f"{slug}.json").read_text())["scores"]
-    (out / "ablations.json").write_text(json.dumps(scores, indent=2))
+    report_name = "ablations" if args.quick_dev else f"ablations-{args.split}"
+    (out / f"{report_name}.json").write_text(json.dumps(scores, indent=2))
     tasks = sorted({t for row in scores.values() for t in row})
     if args.quick_dev:
         measure = f"mean nDCG@10 over {', '.join(tasks)}, {args.quick_dev} dev queries each, corpus = their passages"
     else:
         measure = f"average mteb main score over {', '.join(tasks)}, {args.split} split"
     report = table(scores, tasks, measure)
-    (out / "ablations.md").write_text(report + "\n")
+    (out / f"{report_name}.md").write_text(report + "\n")
     print(report)
 
 
