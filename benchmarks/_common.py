@@ -8,6 +8,7 @@ number is never read without the conditions that produced it.
 import json
 import os
 import platform
+import random
 import resource
 import shlex
 import statistics
@@ -217,6 +218,18 @@ def text_token_ids(tokenizer, n_tokens: int) -> list[int]:
     while len(ids) < n_tokens:
         ids = ids + ids
     return ids[:n_tokens]
+
+
+def mixed_corpus(tokenizer, n: int, min_tokens: int, max_tokens: int, seed: int = 0) -> list[str]:
+    """`n` texts cut from real text, lengths log-uniform in [min_tokens, max_tokens] tokens."""
+    rng = random.Random(seed)
+    ids = text_token_ids(tokenizer, 20000)
+    texts = []
+    for _ in range(n):
+        length = int(round(min_tokens * (max_tokens / min_tokens) ** rng.random()))
+        start = rng.randrange(0, len(ids) - length)
+        texts.append(tokenizer.decode(ids[start : start + length]).strip() or "text")
+    return texts
 
 
 def token_batch(tokenizer, batch_size: int, length: int, device: str = "cpu", offset: int = 0) -> dict:

@@ -18,7 +18,6 @@ systems differ only in `config.pooling_mode` ("latent_attention" vs "mean"), on 
 
 import argparse
 import copy
-import random
 import types
 
 import torch
@@ -29,10 +28,10 @@ from _common import (
     interleaved,
     load_model,
     median,
+    mixed_corpus,
     pick_dtype,
     set_threads,
     spread,
-    text_token_ids,
     token_batch,
 )
 
@@ -86,18 +85,6 @@ def release_block(model, dtype, device):
     return block
 
 
-def mixed_texts(tokenizer, n: int, seed: int = 0) -> list[str]:
-    """`n` windows of real text (this repository's README and code), 16-256 tokens each."""
-    rng = random.Random(seed)
-    ids = text_token_ids(tokenizer, 20000)
-    texts = []
-    for _ in range(n):
-        length = rng.randint(16, 256)
-        start = rng.randrange(0, len(ids) - length)
-        texts.append(tokenizer.decode(ids[start : start + length]))
-    return texts
-
-
 def n_params(module) -> float:
     return sum(p.numel() for p in module.parameters()) / 1e6
 
@@ -141,7 +128,7 @@ def main():
         model.config.pooling_mode = mode
 
     instruction = format_instruction(DEFAULT_QUERY_TASK)
-    texts = mixed_texts(model.tokenizer, args.texts)
+    texts = mixed_corpus(model.tokenizer, args.texts, 16, 256)
     real = model.tokenize(texts, max_length=512)["attention_mask"].sum().item()
     with_instruction = model.tokenize(texts, instruction=instruction, max_length=512)["attention_mask"].sum().item()
 

@@ -11,6 +11,7 @@ expected to be slower than fp32; the relevant CPU flags are printed.
 
 import argparse
 import copy
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -21,11 +22,11 @@ from _common import (
     interleaved,
     load_model,
     median,
+    mixed_corpus,
     set_threads,
     spread,
     token_batch,
 )
-from scaling import mixed_corpus
 
 
 def main():
@@ -37,6 +38,7 @@ def main():
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--texts", type=int, default=8, help="texts for the cosine comparison")
     parser.add_argument("--max-text-tokens", type=int, default=64, help="longest text in the cosine comparison")
+    parser.add_argument("--model", default=None, help="NV-Embed folder (default: the converted, untrained model)")
     args = parser.parse_args()
     set_threads(args.threads)
 
@@ -53,7 +55,9 @@ def main():
             report(f"torch CPU capability: {torch.backends.cpu.get_cpu_capability()}")
         except AttributeError:
             pass
-    fp32 = load_model(converted_folder(), device, torch.float32)
+    folder = Path(args.model) if args.model else converted_folder()
+    report(f"model: {folder}")
+    fp32 = load_model(folder, device, torch.float32)
     bf16 = copy.deepcopy(fp32).to(torch.bfloat16)
     bf16.tokenizer = fp32.tokenizer
 

@@ -15,7 +15,6 @@
 
 import argparse
 import json
-import random
 import sys
 import time
 from pathlib import Path
@@ -29,27 +28,15 @@ from _common import (
     load_model,
     maxrss_mib,
     median,
+    mixed_corpus,
     pick_dtype,
     rss_mib,
     run_child,
     set_threads,
     spread,
     sync,
-    text_token_ids,
     token_batch,
 )
-
-
-def mixed_corpus(tokenizer, n: int, min_tokens: int, max_tokens: int, seed: int = 0) -> list[str]:
-    """`n` texts cut from real text, lengths log-uniform in [min_tokens, max_tokens] tokens."""
-    rng = random.Random(seed)
-    ids = text_token_ids(tokenizer, 20000)
-    texts = []
-    for _ in range(n):
-        length = int(round(min_tokens * (max_tokens / min_tokens) ** rng.random()))
-        start = rng.randrange(0, len(ids) - length)
-        texts.append(tokenizer.decode(ids[start : start + length]).strip() or "text")
-    return texts
 
 
 def child(args) -> None:

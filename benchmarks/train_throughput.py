@@ -31,13 +31,13 @@ from _common import (
     forward_memory,
     maxrss_mib,
     median,
+    mixed_corpus,
     rss_mib,
     run_child,
     set_threads,
     spread,
     sync,
 )
-from scaling import mixed_corpus
 
 
 VARIANTS = {
