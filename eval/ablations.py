@@ -164,6 +164,7 @@ def main(argv=None):
                 out / "eval" / slug,
                 split=args.split,
                 max_seq_length=args.max_seq_length,
+                resume=True,  # results are keyed by a fingerprint of the variant's weights: a killed sweep resumes
             )
             scores = result[slug]
         (results_dir / f"{slug}.json").write_text(json.dumps({"name": name, "scores": scores}, indent=2))
