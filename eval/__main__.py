@@ -39,8 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    from eval.run import EvalDataUnavailableError, evaluate
-    from eval.tasks import EvalDataMissingError
+    from eval.run import USER_ERRORS, evaluate
 
     try:
         scores = evaluate(
@@ -52,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
             batch_size=args.batch_size,
             max_seq_length=args.max_seq_length,
         )
-    except (EvalDataMissingError, EvalDataUnavailableError, KeyError, FileNotFoundError) as e:
+    except USER_ERRORS as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(json.dumps(scores, indent=2))

@@ -90,8 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    from eval.run import EvalDataUnavailableError
-    from eval.tasks import EvalDataMissingError
+    from eval.run import USER_ERRORS
 
     try:
         results = compare(
@@ -104,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
             max_seq_length=args.max_seq_length,
             resume=args.resume,
         )
-    except (EvalDataMissingError, EvalDataUnavailableError, KeyError, FileNotFoundError, ValueError) as e:
+    except USER_ERRORS as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print((Path(args.output_dir) / "compare.md").read_text(encoding="utf-8"))

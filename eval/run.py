@@ -28,6 +28,10 @@ class EvalDataUnavailableError(RuntimeError):
     """A standard mteb task's dataset is not on this machine (offline); the message names the dataset."""
 
 
+# What the command-line entry points report as `error: ...` with exit code 2 (bad input or missing data), not a trace.
+USER_ERRORS = (EvalDataMissingError, EvalDataUnavailableError, KeyError, FileNotFoundError, ValueError)
+
+
 def preload(task: Any) -> None:
     """Loads a task's data now, so a missing export or an offline Hub dataset fails before any model work."""
     try:

@@ -301,3 +301,10 @@ def test_classification_trains_on_the_first_rows_of_each_label(tmp_path):
     assert len(train) == 2 * cap
     assert sorted(train["text"]) == sorted(f"train {label} {k}" for label in labels for k in range(cap))
     assert len(task.dataset["test"]) == 1
+
+
+def test_compare_cli_reports_a_bad_system_list_as_an_error(tmp_path, capsys):
+    from eval.compare import main
+
+    assert main(["--models", "a=bm25", "a=minilm", "--output-dir", str(tmp_path)]) == 2
+    assert "given twice" in capsys.readouterr().err
