@@ -1,14 +1,20 @@
 """The two-stage training pipeline on a tiny random backbone and hand-made data (seconds)."""
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import torch
 from datasets import Dataset
+from sentence_transformers.sentence_transformer.losses import (
+    CachedMultipleNegativesRankingLoss,
+    MultipleNegativesRankingLoss,
+)
 from transformers import TrainerCallback
 
+from modeling_nvembed import format_instruction
 from train import pipeline
 from train.config import RunConfig, StageConfig, load_config
 from train.losses import HardNegativesOnlyRankingLoss
@@ -97,25 +103,66 @@ def test_two_stages_train_and_loss_falls(tiny_nvembed_folder, toy_data, tmp_path
     ).abs().max() <= 1e-5
 
 
-def test_stage2_non_retrieval_loss_has_no_in_batch_negatives():
-    """Each row's loss depends on its own (anchor, positive, negatives) only: the batch mean equals per-row means."""
-    loss = HardNegativesOnlyRankingLoss.__new__(HardNegativesOnlyRankingLoss)
-    torch.nn.Module.__init__(loss)
-    loss.scale = 100.0
-    torch.manual_seed(0)
-    a, p, n = (torch.randn(4, 8) for _ in range(3))
-    batch = loss.compute_loss_from_embeddings([a, p, n], None)
-    rows = [loss.compute_loss_from_embeddings([a[i : i + 1], p[i : i + 1], n[i : i + 1]], None) for i in range(4)]
-    assert torch.allclose(batch, torch.stack(rows).mean(), atol=1e-5)
-    # Making another row's positive identical to row 0's anchor would be a perfect in-batch negative for row 0;
-    # with no in-batch negatives row 0's loss is unchanged.
-    p2 = p.clone()
-    p2[1] = a[0]
-    row1 = loss.compute_loss_from_embeddings([a[1:2], p2[1:2], n[1:2]], None)
-    pair = loss.compute_loss_from_embeddings([a[:2], p2[:2], n[:2]], None)
-    assert torch.allclose(pair, (rows[0] + row1) / 2, atol=1e-5)
+def test_stage2_loss_matches_hand_computed_infonce_without_in_batch_negatives(tiny_nvembed_folder, tmp_path):
+    """-log softmax over (positive, negatives) of each anchor's own row, at scale 1 / temperature, by hand."""
+    model = pipeline.load_for_training(tiny_nvembed_folder, run_config(tmp_path, tiny_nvembed_folder), "cpu")
+    loss = HardNegativesOnlyRankingLoss(model, scale=1.0 / 0.5)  # temperature 0.5: scale 2
+    # Norms differ from 1 on purpose (the loss is cosine). Cosines to each anchor, read off the 2-d vectors:
+    anchor = torch.tensor([[2.0, 0.0], [0.0, 3.0]])
+    positive = torch.tensor([[0.6, 0.8], [1.6, 1.2]])  # cos 0.6 and 0.6
+    negative_1 = torch.tensor([[0.0, 5.0], [3.0, 4.0]])  # cos 0.0 and 0.8
+    negative_2 = torch.tensor([[-1.0, 0.0], [0.0, -2.0]])  # cos -1.0 and -1.0
+    # Row 1's positive has cos 0.8 with row 0's anchor: as an in-batch negative it would raise row 0's loss.
+    cosines = [(0.6, 0.0, -1.0), (0.6, 0.8, -1.0)]
+    by_hand = sum(-2 * c[0] + math.log(sum(math.exp(2 * x) for x in c)) for c in cosines) / 2
+    value = loss.compute_loss_from_embeddings([anchor, positive, negative_1, negative_2], None)
+    assert value.item() == pytest.approx(by_hand, rel=1e-5)
+    wrong_column = sum(-2 * c[1] + math.log(sum(math.exp(2 * x) for x in c)) for c in cosines) / 2
+    assert abs(by_hand - wrong_column) > 0.3  # so the check above tells the columns apart
+    in_batch = MultipleNegativesRankingLoss(model, scale=2.0)
+    assert (
+        in_batch.compute_loss_from_embeddings([anchor, positive, negative_1, negative_2], None).item() > by_hand + 0.1
+    )
+    assert loss.scale == 2.0 and loss.model is model
     with pytest.raises(ValueError, match="negative"):
-        loss.compute_loss_from_embeddings([a, p], None)
+        loss.compute_loss_from_embeddings([anchor, positive], None)
+
+
+@pytest.mark.parametrize("cached_loss", [False, True])
+@pytest.mark.parametrize("in_batch_for_non_retrieval", [False, True])
+def test_pipeline_picks_each_task_kinds_loss(
+    tiny_nvembed_folder, tmp_path, monkeypatch, cached_loss, in_batch_for_non_retrieval
+):
+    specs = {
+        "toy_retrieval": Spec("retrieval", "Given a query, retrieve the passage"),
+        "toy_classes": Spec("classification", "Classify the text"),
+        "toy_clusters": Spec("clustering", "Cluster the text"),
+        "toy_sts": Spec("sts", "Retrieve semantically similar text"),
+    }
+    monkeypatch.setattr(pipeline, "task_specs", lambda: specs)
+    monkeypatch.setattr(
+        pipeline, "training_pairs", lambda task: toy_pairs("toy_classes" if task != "toy_retrieval" else task)
+    )
+    cfg = run_config(tmp_path, tiny_nvembed_folder, temperature=0.02, cached_loss=cached_loss, mini_batch_size=3)
+    miner = pipeline.Miner(pipeline.load_for_training(tiny_nvembed_folder, cfg, "cpu"), cfg, "cpu")
+    stage = StageConfig(
+        tasks=list(specs), num_hard_negatives=0, in_batch_negatives_for_non_retrieval=in_batch_for_non_retrieval
+    )
+    _, losses, prompts = pipeline.stage_datasets(stage, cfg, miner)
+    in_batch = CachedMultipleNegativesRankingLoss if cached_loss else MultipleNegativesRankingLoss
+    non_retrieval = in_batch if in_batch_for_non_retrieval else HardNegativesOnlyRankingLoss
+    expected = {
+        "toy_retrieval": in_batch,
+        "toy_classes": non_retrieval,
+        "toy_clusters": non_retrieval,
+        "toy_sts": non_retrieval,
+    }
+    assert {task: type(loss) for task, loss in losses.items()} == expected  # exact types: the subclass is an MNRL
+    for loss in losses.values():
+        assert loss.scale == pytest.approx(50.0) and loss.model is miner.student
+        if isinstance(loss, CachedMultipleNegativesRankingLoss):
+            assert loss.mini_batch_size == 3
+    assert prompts["toy_sts"] == {"anchor": format_instruction("Retrieve semantically similar text")}
 
 
 class StopAt(TrainerCallback):
