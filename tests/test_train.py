@@ -269,9 +269,54 @@ def test_batch_too_large_for_memory_is_refused(tiny_nvembed_folder, tmp_path):
     pipeline.check_memory(StageConfig(batch_size=8), run_config(tmp_path, tiny_nvembed_folder), "cpu", 3, text_config)
 
 
-def test_cached_loss_and_ablation_switches_train(tiny_causal_lm, toy_data, tmp_path):
-    """Causal mask + mean pooling + cached loss + full fine-tuning + one stage: the ablation switches all run."""
-    stage = StageConfig(tasks=["toy_retrieval"], max_steps=2, batch_size=8, num_hard_negatives=0)
+def changed_weights(cfg: RunConfig, final: Path) -> dict[str, bool]:
+    """For each weight of the final model: does it differ from the model training started from?"""
+    from safetensors.torch import load_file
+
+    base = load_file(str(pipeline.prepare_base_model(cfg) / "model.safetensors"))
+    after = load_file(str(final / "model.safetensors"))
+    assert base.keys() == after.keys()
+    return {key: not torch.equal(base[key], after[key]) for key in base}
+
+
+def test_cached_loss_checkpointing_and_full_fine_tuning_take_effect(tiny_causal_lm, toy_data, tmp_path, monkeypatch):
+    """Causal mask + mean pooling + cached loss + full fine-tuning + one stage: each switch acts in training."""
+    import transformers.modeling_utils
+
+    calls = {"cached": 0, "plain": 0, "checkpoint": 0}
+    seen_checkpointing = []
+
+    def counting(name, function):
+        def wrapper(*args, **kwargs):
+            calls[name] += 1
+            return function(*args, **kwargs)
+
+        return wrapper
+
+    monkeypatch.setattr(
+        CachedMultipleNegativesRankingLoss, "forward", counting("cached", CachedMultipleNegativesRankingLoss.forward)
+    )
+    monkeypatch.setattr(
+        MultipleNegativesRankingLoss, "forward", counting("plain", MultipleNegativesRankingLoss.forward)
+    )
+    # gradient_checkpointing_enable binds this function; it runs once per checkpointed decoder layer and forward
+    monkeypatch.setattr(
+        transformers.modeling_utils, "checkpoint", counting("checkpoint", transformers.modeling_utils.checkpoint)
+    )
+
+    class Inspect(TrainerCallback):
+        def on_step_end(self, args, state, control, model=None, **kwargs):
+            backbone = model[0].model.embedding_model
+            seen_checkpointing.append([layer.gradient_checkpointing for layer in backbone.layers])
+
+    original_init = pipeline.NVEmbedTrainer.__init__
+
+    def init_with_inspect(self, *args, **kwargs):
+        original_init(self, *args, **kwargs)
+        self.add_callback(Inspect())
+
+    monkeypatch.setattr(pipeline.NVEmbedTrainer, "__init__", init_with_inspect)
+    stage = StageConfig(tasks=["toy_retrieval"], max_steps=2, batch_size=8, learning_rate=1e-3, num_hard_negatives=0)
     cfg = run_config(
         tmp_path,
         tiny_causal_lm,
@@ -286,3 +331,26 @@ def test_cached_loss_and_ablation_switches_train(tiny_causal_lm, toy_data, tmp_p
     final = pipeline.train(cfg)
     config = json.loads((final / "config.json").read_text())
     assert config["mask_type"] == "c" and config["pooling_mode"] == "mean"
+    assert calls["cached"] == 2 and calls["plain"] == 0  # one loss call per step, all cached
+    assert seen_checkpointing == [[True, True]] * 2
+    # Checkpointed decoder-layer forwards: 2 steps x 2 columns x 2 mini-batches x 2 layers (the cached loss's first,
+    # no-grad embedding pass runs the layers plainly)
+    assert calls["checkpoint"] == 2 * 2 * 2 * 2, calls
+    changed = changed_weights(cfg, final)
+    assert all(changed[k] for k in changed if "layers." in k and k.endswith("proj.weight")), changed
+    assert changed["embedding_model.embed_tokens.weight"]
+
+
+@pytest.mark.parametrize("lora", [True, False])
+def test_train_layers_changes_only_the_top_layers(tiny_nvembed_folder, toy_data, tmp_path, lora):
+    """The tiny backbone has 2 layers; with train_layers: 1 only layer 1 (and the latent block) may change."""
+    stage = StageConfig(tasks=["toy_retrieval"], max_steps=2, batch_size=8, learning_rate=1e-3, num_hard_negatives=0)
+    cfg = run_config(tmp_path, tiny_nvembed_folder, stages=[stage], lora=lora, train_layers=1)
+    changed = changed_weights(cfg, pipeline.train(cfg))
+    below = [k for k in changed if ".layers.0." in k or "embed_tokens" in k]
+    top = [k for k in changed if ".layers.1." in k and k.endswith("proj.weight")]
+    assert below and not any(changed[k] for k in below), [k for k in below if changed[k]]
+    assert len(top) == len(pipeline.LORA_TARGETS) and all(changed[k] for k in top), top
+    assert any(changed[k] for k in changed if k.startswith("latent_attention_model."))
+    if lora:  # LoRA adapts the projections only: the top layer's norms and the final norm stay as they were
+        assert not any(changed[k] for k in changed if "norm" in k and k.startswith("embedding_model."))
