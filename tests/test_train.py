@@ -354,3 +354,95 @@ def test_train_layers_changes_only_the_top_layers(tiny_nvembed_folder, toy_data,
     assert any(changed[k] for k in changed if k.startswith("latent_attention_model."))
     if lora:  # LoRA adapts the projections only: the top layer's norms and the final norm stay as they were
         assert not any(changed[k] for k in changed if "norm" in k and k.startswith("embedding_model."))
+
+
+def run_pipeline_until_stage2_step(config_path: str, marker: str, step: int) -> None:
+    """Child process of the kill test: the toy pipeline, which announces stage 2's `step` in `marker`, then waits to be
+    killed."""
+    import time
+
+    pipeline.training_pairs = toy_pairs
+    pipeline.task_specs = lambda: SPECS
+
+    class Announce(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if Path(args.output_dir).name == "stage2" and state.global_step == step:
+                Path(marker).write_text(str(step))
+                time.sleep(600)
+
+    original_init = pipeline.NVEmbedTrainer.__init__
+
+    def init_with_announce(self, *args, **kwargs):
+        original_init(self, *args, **kwargs)
+        self.add_callback(Announce())
+
+    pipeline.NVEmbedTrainer.__init__ = init_with_announce
+    pipeline.train(load_config(config_path))
+
+
+def test_sigkill_in_stage2_resumes_there_and_skips_finished_stage1(
+    tiny_nvembed_folder, toy_data, tmp_path, monkeypatch, caplog
+):
+    import dataclasses
+    import logging
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import yaml
+
+    cfg = run_config(tmp_path, tiny_nvembed_folder)  # stage 2: 4 steps, a checkpoint every 2
+    config_path, marker = tmp_path / "run.yaml", tmp_path / "stage2-step3"
+    config_path.write_text(yaml.safe_dump(dataclasses.asdict(cfg)))
+    tests = Path(__file__).resolve().parent
+    code = (
+        f"import sys; sys.path[:0] = [{str(tests.parent)!r}, {str(tests)!r}]; import test_train; "
+        f"test_train.run_pipeline_until_stage2_step({str(config_path)!r}, {str(marker)!r}, 3)"
+    )
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    child = subprocess.Popen([sys.executable, "-c", code], env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not marker.exists() and child.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert marker.exists(), child.stderr.read() if child.poll() is not None else "timed out"
+        child.send_signal(signal.SIGKILL)  # mid-step 3 of stage 2: no handler, no cleanup, no final save
+        assert child.wait(timeout=60) == -signal.SIGKILL
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    run = Path(cfg.output_dir)
+    assert (run / "stage1" / "done.json").is_file() and (run / "stage2" / "checkpoint-2").is_dir()
+    assert not (run / "stage2" / "done.json").exists() and not (run / "stage2" / "checkpoint-4").exists()
+    stage1_files = {p: p.stat().st_mtime_ns for p in (run / "stage1").rglob("*") if p.is_file()}
+
+    began = []
+
+    class Record(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kwargs):
+            began.append((Path(args.output_dir).name, state.global_step))
+
+    original_init = pipeline.NVEmbedTrainer.__init__
+
+    def init_with_record(self, *args, **kwargs):
+        original_init(self, *args, **kwargs)
+        self.add_callback(Record())
+
+    monkeypatch.setattr(pipeline.NVEmbedTrainer, "__init__", init_with_record)
+    with caplog.at_level(logging.INFO, logger=pipeline.__name__):
+        final = pipeline.train(cfg)
+    assert began == [("stage2", 2)]  # no trainer for stage 1; stage 2 picks up at its last checkpoint
+    assert "stage 1 already finished" in caplog.text and "resuming stage 2 from" in caplog.text
+    assert {p: p.stat().st_mtime_ns for p in (run / "stage1").rglob("*") if p.is_file()} == stage1_files
+    assert json.loads((run / "stage2" / "done.json").read_text())["global_step"] == 4
+    from safetensors.torch import load_file
+
+    monkeypatch.setattr(pipeline.NVEmbedTrainer, "__init__", original_init)
+    straight = pipeline.train(run_config(tmp_path / "straight", tiny_nvembed_folder))
+    a, b = load_file(str(straight / "model.safetensors")), load_file(str(final / "model.safetensors"))
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.allclose(a[key], b[key], atol=1e-5), key
