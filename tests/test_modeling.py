@@ -241,15 +241,36 @@ def test_gradient_checkpointing_gives_same_gradients(tiny_model):
     assert torch.allclose(grads[0], grads[1], atol=1e-6)
 
 
+@pytest.mark.parametrize("padding_side", ["left", "right"])
 @pytest.mark.parametrize("mode", ["mean", "last_token"])
-def test_pooling_ablation_modes(mode, tiny_causal_lm, tmp_path):
+def test_pooling_ablation_modes_match_hand_computed_pools(mode, padding_side, tiny_causal_lm, tmp_path):
+    """mean: average of the text + EOS hidden states (not BOS, instruction or pads); last_token: the EOS state."""
     from convert_to_nvembed import convert
 
-    out = convert(tiny_causal_lm, tmp_path / mode, pooling_mode=mode)
-    model = NVEmbedModel.from_pretrained(out).eval()
+    model = NVEmbedModel.from_pretrained(convert(tiny_causal_lm, tmp_path / mode, pooling_mode=mode)).eval()
     assert model.latent_attention_model is None
-    emb = model.encode(TEXTS)
-    assert emb.shape == (3, 32) and torch.allclose(emb.norm(dim=-1), torch.ones(3), atol=1e-5)
+    model.tokenizer.padding_side = padding_side
+    captured = []
+    model.embedding_model.register_forward_hook(
+        lambda module, args, kwargs, output: captured.append((kwargs, output.last_hidden_state)), with_kwargs=True
+    )
+    embeddings = model.encode(TEXTS, instruction=INSTRUCTION, batch_size=len(TEXTS))
+    inputs, hidden = captured[0]  # hidden: (B, L, d), rows in encode's order (longest text first)
+    order = sorted(range(len(TEXTS)), key=lambda i: -len(TEXTS[i]))
+    tok = model.tokenizer
+    prefix = tok(INSTRUCTION)["input_ids"][:-1]  # BOS + instruction, without the EOS the tokenizer appends
+    L = hidden.shape[1]
+    for row, i in enumerate(order):
+        ids = tok(INSTRUCTION + TEXTS[i])["input_ids"]
+        assert ids[: len(prefix)] == prefix and ids[-1] == tok.eos_token_id
+        start = L - len(ids) if padding_side == "left" else 0  # where the row's tokens sit in the padded batch
+        assert inputs["input_ids"][row, start : start + len(ids)].tolist() == ids
+        assert inputs["attention_mask"][row].sum() == len(ids)
+        states = hidden[row, start : start + len(ids)]  # (len, d): this row's non-pad positions
+        pooled = states[len(prefix) :].mean(0) if mode == "mean" else states[-1]
+        expected = pooled / pooled.norm()
+        assert torch.allclose(embeddings[i], expected, atol=1e-5), (i, (embeddings[i] - expected).abs().max())
+    assert inputs["attention_mask"].sum() < inputs["attention_mask"].numel()  # some rows are padded
 
 
 # Bad input -----------------------------------------------------------------------------------------------------
