@@ -1,34 +1,35 @@
-"""Encode a large corpus with a SentenceTransformer (NV-Embed or any other) into resumable shards.
+"""Encode a corpus of JSONL / Parquet files with a SentenceTransformer (NV-Embed or any other) on Ray Data, resumably.
 
-    python -m corpus.encode MODEL --input FILES_OR_DATASET_DIR --output OUT_DIR [--text-column text] [--id-column id]
-        [--shard-size 10000] [--batch-size 32] [--num-processes N] [--prompt-name NAME] [--format npy|parquet]
+    python -m corpus.encode MODEL --input FILES --output OUT_DIR [--address ray://HEAD:10001] [--num-workers N]
+        [--text-column text] [--id-column id] [--rows-per-file 10000] [--batch-size 32] [--prompt-name NAME]
 
-The rows are cut into fixed shards by row range ([0, shard_size), [shard_size, 2 * shard_size), ...). Each shard is
-encoded by one worker process (spawned; each loads the model once, one GPU per process when there are GPUs) and
-written atomically: to a temporary name, then renamed. Per shard `i` the output is
+Without `--address` a local Ray instance is started (a laptop); with `--address ray://HEAD:10001` (or a GCS address
+`HOST:6379`) the same command runs on a cluster, whose nodes have this package installed and see MODEL, FILES and
+OUT_DIR at the same (absolute) paths. One model replica is loaded per worker, an actor of Ray Data's `map_batches`
+actor pool: one GPU per worker where the cluster has GPUs (and one worker per GPU by default), else one worker with
+all CPU cores as torch threads.
 
-    npy:      ids-{i:05d}.npy + embeddings-{i:05d}.npy   (float32, (rows, dim); the embeddings file is renamed last)
-    parquet:  shard-{i:05d}.parquet                      (columns `id` and `embedding`)
+Output: `OUT_DIR/part-{i:05d}.parquet`, one per `--rows-per-file` rows of one input file, with the columns `id`,
+`embedding` (float32, fixed-size list) and `model_fingerprint`, plus `manifest.json` (the settings, the input plan and
+the model's fingerprint). The fingerprint is a SHA-256 of the *content* of every file of the model folder (weights,
+configs, tokenizer, remote code), so a retrained model of the same shapes has another one. A rerun on the same OUT_DIR
+encodes only the parts whose file is missing (files are written to a temporary name, then renamed, so a killed run
+leaves no partial part), and refuses to resume when the model, the inputs or the settings differ, naming what differs.
 
-`manifest.json` records the shard ranges, the model path and a hash of everything that decides the output (model
-files, input files, columns, shard and batch size, prompt, format, library versions). A rerun on the same OUT_DIR
-skips the shards already written, after checking that the manifest matches; a different configuration is refused.
-
-Inside a shard, `SentenceTransformer.encode` sorts the texts by length before batching (less padding) and restores
-their order, so row k of a shard's embeddings is the text of row `start + k`, whose id is `ids[k]`. Ids come from
-`--id-column` (default: the `id` column if there is one, else the row number).
+What Ray does not do, and so stays here: Ray Data's `write_parquet` names its files by block and uuid, which differ
+from run to run, so a rerun could not tell which rows are done. So each Ray Data row is one output part (a row range of
+an input file), planned here before the run; an actor reads, embeds and writes its part whole and atomically.
 
 Example:
-    python -m corpus.encode artifacts/nvembed --input data/passages.jsonl --output runs/passages-emb \\
-        --shard-size 10000 --batch-size 32 --num-processes 2 --format npy
+    python -m corpus.encode ./nvembed --input data/passages.jsonl --output runs/passages-emb --batch-size 32
 """
 
 import argparse
 import hashlib
 import json
 import logging
-import multiprocessing
 import os
+import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -37,343 +38,401 @@ import numpy as np
 
 logger = logging.getLogger(__name__)
 
-FORMATS = ("npy", "parquet")
 MANIFEST = "manifest.json"
 TMP_PREFIX = ".tmp-"
-MODEL_FINGERPRINT_FILES = (
-    "config.json",
-    "modules.json",
-    "config_sentence_transformers.json",
-    "sentence_bert_config.json",
-    "tokenizer.json",
-    "tokenizer_config.json",
-)
+FINGERPRINT_KEY = b"nvembed.model_fingerprint"
+INPUT_KINDS = {".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
 
 
 @dataclass
 class EncodeConfig:
-    """Everything that decides the bytes written; its hash guards a resumed run.
+    """Everything that decides the vectors written; a resumed run must have the same.
 
     Args:
-        model: the model folder (absolute path).
-        inputs: JSONL / parquet files, or one `save_to_disk` folder (absolute paths).
-        text_column: the column to embed.
-        id_column: the id column, or None for row numbers.
-        shard_size: rows per shard.
-        batch_size: texts per forward pass.
-        prompt_name: a prompt of the model's `prompts` (e.g. "query"), or None.
-        format: "npy" or "parquet".
-        max_seq_length: truncation length (None: the model's own).
+        model (`str`): the SentenceTransformer folder.
+        inputs (`list[str]`): JSONL (one object per line) or Parquet files.
+        text_column (`str`, *optional*, defaults to `"text"`): the column to embed.
+        id_column (`str`, *optional*): the id column; None numbers the rows across all inputs (0, 1, ...), and
+            `"auto"` takes `id` if the first input has that column, else numbers the rows.
+        rows_per_file (`int`, *optional*, defaults to 10000): rows per output part, the unit a rerun skips.
+        batch_size (`int`, *optional*, defaults to 32): texts per forward pass.
+        prompt_name (`str`, *optional*): a prompt of the model's `prompts` (e.g. `"query"`); passages get none.
+        max_seq_length (`int`, *optional*): truncation length (None: the model's own).
     """
 
     model: str
     inputs: list[str]
     text_column: str = "text"
     id_column: str | None = None
-    shard_size: int = 10000
+    rows_per_file: int = 10000
     batch_size: int = 32
     prompt_name: str | None = None
-    format: str = "npy"
     max_seq_length: int | None = None
 
     def __post_init__(self):
-        if self.format not in FORMATS:
-            raise ValueError(f"format must be one of {FORMATS}, got {self.format!r}")
-        if self.shard_size < 1 or self.batch_size < 1:
-            raise ValueError(f"shard_size and batch_size must be >= 1, got {self.shard_size} and {self.batch_size}")
+        if self.rows_per_file < 1 or self.batch_size < 1:
+            raise ValueError(f"rows_per_file and batch_size must be >= 1, got {self.rows_per_file}, {self.batch_size}")
         if not self.inputs:
             raise ValueError("no input files given")
+        bad = [p for p in self.inputs if Path(p).suffix not in INPUT_KINDS]
+        if bad:
+            raise ValueError(f"inputs must end in one of {sorted(INPUT_KINDS)}; got {bad}")
 
 
 @dataclass
-class Shard:
+class Part:
+    """Rows [start, end) of one input file (bytes [byte_start, byte_end) for JSONL), written to `part-{index}`;
+    `first_row` is the corpus-wide number of its first row."""
+
     index: int
+    path: str
     start: int
     end: int
+    first_row: int
+    byte_start: int = 0
+    byte_end: int = 0
 
     @property
-    def rows(self) -> int:
-        return self.end - self.start
+    def file_name(self) -> str:
+        return f"part-{self.index:05d}.parquet"
 
 
-def load_corpus(inputs: list[str]):
-    """A `datasets.Dataset` over JSONL / parquet files, or a dataset folder written by `save_to_disk`."""
-    from datasets import Dataset, DatasetDict, load_dataset, load_from_disk
-
-    paths = [Path(p) for p in inputs]
-    missing = [str(p) for p in paths if not p.exists()]
-    if missing:
-        raise FileNotFoundError(f"input(s) not found: {missing}")
-    if len(paths) == 1 and paths[0].is_dir():
-        data = load_from_disk(str(paths[0]))
-        if isinstance(data, DatasetDict):
-            if len(data) != 1:
-                raise ValueError(f"{paths[0]} holds several splits {list(data)}; save one split, or pass its folder")
-            data = next(iter(data.values()))
-        if not isinstance(data, Dataset):
-            raise ValueError(f"{paths[0]} is not a saved datasets.Dataset")
-        return data
-    kinds = {".jsonl": "json", ".json": "json", ".parquet": "parquet"}
-    builders = {kinds.get(p.suffix) for p in paths}
-    if None in builders or len(builders) != 1:
-        raise ValueError(
-            f"inputs must all be .jsonl/.json or all .parquet files, or one save_to_disk folder; got {inputs}"
-        )
-    return load_dataset(builders.pop(), data_files=[str(p) for p in paths], split="train")
+def model_fingerprint(folder: str | Path) -> dict:
+    """SHA-256 of each file of the model folder (README and hidden files aside) and one digest over them all."""
+    folder = Path(folder)
+    files = {}
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        name = str(path.relative_to(folder))
+        if name.startswith(".") or "/." in name or path.suffix == ".md":
+            continue
+        digest = hashlib.sha256()
+        with open(path, "rb") as f:
+            while chunk := f.read(1 << 23):
+                digest.update(chunk)
+        files[name] = digest.hexdigest()
+    if not any(name.endswith(".safetensors") for name in files):
+        raise ValueError(f"{folder} has no .safetensors weights; the fingerprint hashes those (convert or re-save)")
+    overall = hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
+    return {"sha256": overall, "files": files}
 
 
-def plan_shards(num_rows: int, shard_size: int) -> list[Shard]:
-    starts = range(0, num_rows, shard_size)
-    return [Shard(i, start, min(start + shard_size, num_rows)) for i, start in enumerate(starts)]
+def fingerprint_differences(old: dict, new: dict) -> list[str]:
+    """Which model files were added, removed or changed between two fingerprints."""
+    old_files, new_files = old.get("files", {}), new.get("files", {})
+    lines = []
+    for name in sorted(set(old_files) | set(new_files)):
+        a, b = old_files.get(name), new_files.get(name)
+        if a != b:
+            lines.append(f"{name}: {(a or 'absent')[:12]} -> {(b or 'absent')[:12]}")
+    return lines
 
 
-def shard_files(shard: Shard, fmt: str) -> list[str]:
-    """The shard's final file names; the last one is renamed into place last, so its presence marks completion."""
-    if fmt == "npy":
-        return [f"ids-{shard.index:05d}.npy", f"embeddings-{shard.index:05d}.npy"]
-    return [f"shard-{shard.index:05d}.parquet"]
+def _columns_of_first_row(path: str) -> list[str]:
+    if INPUT_KINDS[Path(path).suffix] == "parquet":
+        import pyarrow.parquet as pq
+
+        return pq.read_schema(path).names
+    with open(path, "rb") as f:
+        for line in f:
+            if line.strip():
+                return list(json.loads(line))
+    return []
 
 
-def is_done(out_dir: Path, shard: Shard, fmt: str) -> bool:
-    return all((out_dir / name).is_file() for name in shard_files(shard, fmt))
+def plan_parts(cfg: EncodeConfig) -> list[Part]:
+    """Cut every input file into parts of `rows_per_file` rows; JSONL parts also get their byte range."""
+    import pyarrow.parquet as pq
+
+    parts, first_row = [], 0
+    for path in cfg.inputs:
+        columns = _columns_of_first_row(path)
+        wanted = [c for c in (cfg.text_column, cfg.id_column) if c is not None]
+        missing = [c for c in wanted if columns and c not in columns]
+        if missing:
+            raise ValueError(f"{path} has no column(s) {missing}; its columns are {columns}")
+        if INPUT_KINDS[Path(path).suffix] == "parquet":
+            rows = pq.ParquetFile(path).metadata.num_rows
+            bounds = [(s, min(s + cfg.rows_per_file, rows), 0, 0) for s in range(0, rows, cfg.rows_per_file)]
+        else:
+            bounds, offsets, offset = [], [], 0
+            with open(path, "rb") as f:
+                for line in f:
+                    if line.strip():
+                        offsets.append(offset)
+                    offset += len(line)
+            rows = len(offsets)
+            for s in range(0, rows, cfg.rows_per_file):
+                e = min(s + cfg.rows_per_file, rows)
+                bounds.append((s, e, offsets[s], offsets[e] if e < rows else offset))
+        for start, end, byte_start, byte_end in bounds:
+            parts.append(Part(len(parts), path, start, end, first_row + start, byte_start, byte_end))
+        first_row += rows
+    return parts
 
 
-def model_fingerprint(model: str) -> dict:
-    """Hashes of the model's small config/tokenizer files plus the names and sizes of its weight files (hashing
-    many GB of weights would cost more than a shard)."""
-    folder = Path(model)
-    digest = {}
-    for name in MODEL_FINGERPRINT_FILES:
-        if (folder / name).is_file():
-            digest[name] = hashlib.sha256((folder / name).read_bytes()).hexdigest()
-    weights = sorted(p for p in folder.rglob("*") if p.suffix in (".safetensors", ".bin", ".pt") and p.is_file())
-    digest["weights"] = {str(p.relative_to(folder)): p.stat().st_size for p in weights}
-    return digest
+def read_part(part: Part, cfg: EncodeConfig) -> tuple[list, list[str]]:
+    """The ids and texts of one part, in file order."""
+    if INPUT_KINDS[Path(part.path).suffix] == "parquet":
+        import pyarrow.parquet as pq
+
+        columns = [c for c in (cfg.text_column, cfg.id_column) if c is not None]
+        table = pq.read_table(part.path, columns=columns).slice(part.start, part.end - part.start)
+        texts = table[cfg.text_column].to_pylist()
+        ids = table[cfg.id_column].to_pylist() if cfg.id_column else None
+    else:
+        with open(part.path, "rb") as f:
+            f.seek(part.byte_start)
+            rows = [json.loads(line) for line in f.read(part.byte_end - part.byte_start).splitlines() if line.strip()]
+        texts = [row.get(cfg.text_column) for row in rows]
+        ids = [row.get(cfg.id_column) for row in rows] if cfg.id_column else None
+    if ids is None:
+        ids = list(range(part.first_row, part.first_row + len(texts)))
+    bad = [part.start + k for k, t in enumerate(texts) if not isinstance(t, str)]
+    if bad or len(texts) != part.end - part.start:
+        raise ValueError(f"{part.path}: rows {bad[:5]} have no string {cfg.text_column!r} (or the file changed)")
+    return ids, texts
 
 
-def input_fingerprint(inputs: list[str]) -> dict:
-    files = []
-    for p in map(Path, inputs):
-        files += sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p]
-    return {str(f): f.stat().st_size for f in files}
+def write_part(path: Path, ids: list, embeddings: np.ndarray, fingerprint: str) -> None:
+    """Write to a temporary name, then rename: a killed worker leaves a `.tmp-*` file, never a partial part."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
 
-
-def model_prompts(model: str) -> dict | None:
-    path = Path(model) / "config_sentence_transformers.json"
-    return json.loads(path.read_text()).get("prompts", {}) if path.is_file() else None
-
-
-def build_manifest(cfg: EncodeConfig, num_rows: int, shards: list[Shard]) -> dict:
-    import sentence_transformers
-    import torch
-
-    prompts = model_prompts(cfg.model)
-    identity = {
-        "config": asdict(cfg),
-        "num_rows": num_rows,
-        "model_files": model_fingerprint(cfg.model),
-        "input_files": input_fingerprint(cfg.inputs),
-        "prompt": None if cfg.prompt_name is None or prompts is None else prompts.get(cfg.prompt_name),
-        "versions": {"torch": torch.__version__, "sentence_transformers": sentence_transformers.__version__},
-    }
-    config_hash = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
-    return {
-        "model": cfg.model,
-        "config_hash": config_hash,
-        **identity,
-        "shards": [{**asdict(s), "files": shard_files(s, cfg.format)} for s in shards],
-    }
-
-
-def check_manifest(existing: dict, manifest: dict, out_dir: Path) -> None:
-    if existing.get("config_hash") == manifest["config_hash"] and existing.get("shards") == manifest["shards"]:
-        return
-    differ = []
-    for key in ("config", "model_files", "input_files", "versions"):
-        old, new = existing.get(key) or {}, manifest[key]
-        for k in sorted(set(old) | set(new)):
-            if old.get(k) != new.get(k):
-                differ.append(f"{key}.{k}: {old.get(k)!r} -> {new.get(k)!r}")
-    for key in ("num_rows", "prompt"):
-        if existing.get(key) != manifest[key]:
-            differ.append(f"{key}: {existing.get(key)!r} -> {manifest[key]!r}")
-    raise ValueError(
-        f"{out_dir / MANIFEST} was written by a different configuration, so its shards cannot be reused. "
-        f"Differences (old -> new): {'; '.join(differ) or 'shard plan'}. Rerun with the original settings, or "
-        "choose a new --output directory."
-    )
-
-
-def write_atomic(path: Path, write) -> None:
-    """`write(tmp_path)` then rename: a killed process leaves a `.tmp-*` file, never a partial shard file."""
+    B, d = embeddings.shape
+    vectors = pa.FixedSizeListArray.from_arrays(pa.array(embeddings.reshape(-1)), d)  # (B, d) -> B lists of d
+    table = pa.table({"id": pa.array(ids), "embedding": vectors, "model_fingerprint": pa.array([fingerprint] * B)})
+    table = table.replace_schema_metadata({FINGERPRINT_KEY: fingerprint.encode()})
     tmp = path.with_name(f"{TMP_PREFIX}{path.name}.{os.getpid()}")
-    write(tmp)
+    pq.write_table(table, tmp)
     with open(tmp, "rb") as f:
         os.fsync(f.fileno())
     os.replace(tmp, path)
 
 
-def save_shard(out_dir: Path, shard: Shard, fmt: str, ids: np.ndarray, embeddings: np.ndarray) -> None:
-    files = [out_dir / name for name in shard_files(shard, fmt)]
-    if fmt == "npy":
-        write_atomic(files[0], lambda tmp: _save_npy(tmp, ids))
-        write_atomic(files[1], lambda tmp: _save_npy(tmp, embeddings))
-        return
-    import pyarrow as pa
+def build_manifest(cfg: EncodeConfig, fingerprint: dict, parts: list[Part]) -> dict:
+    inputs = {p: {"bytes": Path(p).stat().st_size} for p in cfg.inputs}
+    return {
+        "config": asdict(cfg),
+        "model_fingerprint": fingerprint,
+        "inputs": inputs,
+        "num_rows": sum(p.end - p.start for p in parts),
+        "parts": [asdict(p) for p in parts],
+    }
+
+
+def check_manifest(old: dict, new: dict, out_dir: Path) -> None:
+    """Refuse to resume into `out_dir` unless the model, inputs, settings and plan are the ones it was begun with."""
+    differ = []
+    if old.get("model_fingerprint", {}).get("sha256") != new["model_fingerprint"]["sha256"]:
+        changed = fingerprint_differences(old.get("model_fingerprint", {}), new["model_fingerprint"])
+        differ.append(f"model fingerprint {new['model_fingerprint']['sha256'][:12]} is not the one the finished "
+                      f"parts were made with ({old.get('model_fingerprint', {}).get('sha256', '?')[:12]}); "
+                      f"changed model files: {', '.join(changed)}")  # fmt: skip
+    for key in ("config", "inputs"):
+        a, b = old.get(key, {}), new[key]
+        differ += [f"{key}.{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+    if not differ and (old.get("num_rows"), old.get("parts")) != (new["num_rows"], new["parts"]):
+        differ.append(f"input plan: {old.get('num_rows')} -> {new['num_rows']} rows")
+    if differ:
+        raise ValueError(
+            f"{out_dir} holds parts of another run, so they cannot be mixed with this one. Differences "
+            f"(old -> new): {'; '.join(differ)}. Rerun with the original model and settings, or choose a new --output."
+        )
+
+
+def prepare(cfg: EncodeConfig, output: str) -> tuple[EncodeConfig, dict, list[Part]]:
+    """Fingerprint the model, plan the parts, check or write the manifest; return the settings (`id_column`
+    resolved), the manifest and the parts still to encode.
+    Runs as a Ray task, so on a cluster it reads the files where the workers will."""
     import pyarrow.parquet as pq
 
-    B, d = embeddings.shape
-    column = pa.FixedSizeListArray.from_arrays(pa.array(embeddings.reshape(-1)), d)  # (B, d) -> B lists of d
-    table = pa.table({"id": pa.array(ids), "embedding": column})
-    write_atomic(files[0], lambda tmp: pq.write_table(table, tmp))
-
-
-def _save_npy(path: Path, array: np.ndarray) -> None:
-    with open(path, "wb") as f:  # a file object: np.save would append ".npy" to a path
-        np.save(f, array, allow_pickle=False)
-
-
-# Worker side: one process per device, the model and the corpus loaded once per process.
-_worker: dict = {}
-
-
-def _init_worker(cfg: EncodeConfig, out_dir: str, devices, threads: int) -> None:
-    # An exception here would make Pool respawn the worker forever; keep it and raise it from the first task.
-    try:
-        import torch
-        from sentence_transformers import SentenceTransformer
-
-        device = devices.get()
-        if device == "cpu":
-            torch.set_num_threads(threads)
-        model = SentenceTransformer(cfg.model, device=device, trust_remote_code=True)
-        if cfg.max_seq_length is not None:
-            model.max_seq_length = cfg.max_seq_length
-        _worker.update(cfg=cfg, out_dir=Path(out_dir), model=model, data=load_corpus(cfg.inputs))
-    except Exception as error:  # noqa: BLE001
-        _worker["error"] = error
-
-
-def _encode_shard(shard: Shard) -> Shard:
-    if "error" in _worker:
-        raise RuntimeError(f"the worker could not load the model or corpus: {_worker['error']!r}")
-    cfg, model, data = _worker["cfg"], _worker["model"], _worker["data"]
-    rows = data.select(range(shard.start, shard.end))
-    texts = rows[cfg.text_column]
-    ids = np.asarray(rows[cfg.id_column]) if cfg.id_column else np.arange(shard.start, shard.end, dtype=np.int64)
-    embeddings = model.encode(
-        texts, batch_size=cfg.batch_size, prompt_name=cfg.prompt_name, convert_to_numpy=True, show_progress_bar=False
-    ).astype(np.float32)  # (rows, d)
-    save_shard(_worker["out_dir"], shard, cfg.format, ids, embeddings)
-    return shard
-
-
-def default_num_processes() -> int:
-    import torch
-
-    return torch.cuda.device_count() if torch.cuda.is_available() else 1
-
-
-def encode_corpus(cfg: EncodeConfig, output: str | Path, num_processes: int | None = None) -> Path:
-    """Encode every shard not yet on disk under `output`; returns the manifest path.
-
-    Example:
-        >>> cfg = EncodeConfig(model="artifacts/nvembed", inputs=["passages.jsonl"], shard_size=1000)  # doctest: +SKIP
-        >>> encode_corpus(cfg, "runs/passages-emb", num_processes=2)  # doctest: +SKIP
-    """
-    import torch
-    from tqdm.auto import tqdm
-
-    cfg = replace(cfg, model=str(Path(cfg.model).resolve()), inputs=[str(Path(p).resolve()) for p in cfg.inputs])
-    if not (Path(cfg.model) / "modules.json").is_file() and not (Path(cfg.model) / "config.json").is_file():
-        raise ValueError(f"{cfg.model} is not a model folder (no modules.json or config.json)")
-    data = load_corpus(cfg.inputs)
-    if cfg.text_column not in data.column_names:
-        raise ValueError(f"no text column {cfg.text_column!r}; the columns are {data.column_names}")
-    if cfg.id_column is not None and cfg.id_column not in data.column_names:
-        raise ValueError(f"no id column {cfg.id_column!r}; the columns are {data.column_names}")
-    prompts = model_prompts(cfg.model)
-    if cfg.prompt_name is not None and prompts is not None and cfg.prompt_name not in prompts:
+    model = Path(cfg.model)
+    if not (model / "modules.json").is_file():
+        raise ValueError(f"{model} is not a SentenceTransformer folder (no modules.json)")
+    missing = [p for p in cfg.inputs if not Path(p).is_file()]
+    if missing:
+        raise ValueError(f"input file(s) not found: {missing}")
+    prompts_file = model / "config_sentence_transformers.json"
+    prompts = json.loads(prompts_file.read_text()).get("prompts", {}) if prompts_file.is_file() else {}
+    if cfg.prompt_name is not None and cfg.prompt_name not in prompts:
         raise ValueError(f"the model has no prompt {cfg.prompt_name!r}; its prompts are {sorted(prompts)}")
 
+    if cfg.id_column == "auto":
+        cfg = replace(cfg, id_column="id" if "id" in _columns_of_first_row(cfg.inputs[0]) else None)
+    fingerprint = model_fingerprint(model)
+    parts = plan_parts(cfg)
+    manifest = build_manifest(cfg, fingerprint, parts)
     out_dir = Path(output)
     out_dir.mkdir(parents=True, exist_ok=True)
-    shards = plan_shards(len(data), cfg.shard_size)
-    manifest = build_manifest(cfg, len(data), shards)
     manifest_path = out_dir / MANIFEST
     if manifest_path.is_file():
         check_manifest(json.loads(manifest_path.read_text()), manifest, out_dir)
     else:
         foreign = [p.name for p in out_dir.iterdir() if not p.name.startswith(TMP_PREFIX)]
         if foreign:
-            raise ValueError(f"{out_dir} is not empty and has no {MANIFEST} ({foreign[:5]}...); choose a new --output")
-        text = json.dumps(manifest, indent=2, sort_keys=True) + "\n"
-        write_atomic(manifest_path, lambda tmp: Path(tmp).write_text(text))
+            raise ValueError(f"{out_dir} is not empty and has no {MANIFEST} ({foreign[:5]}); choose a new --output")
+        manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     for stale in out_dir.glob(f"{TMP_PREFIX}*"):  # left by a killed run
         stale.unlink()
 
-    pending = [s for s in shards if not is_done(out_dir, s, cfg.format)]
-    done_rows = len(data) - sum(s.rows for s in pending)
-    logger.info("%d of %d shards to encode (%d rows already done)", len(pending), len(shards), done_rows)
+    pending = []
+    for part in parts:
+        path = out_dir / part.file_name
+        if not path.is_file():
+            pending.append(part)
+            continue
+        # A finished part whose vectors came from another model must never sit beside this run's.
+        written = (pq.read_schema(path).metadata or {}).get(FINGERPRINT_KEY, b"").decode()
+        if written != fingerprint["sha256"]:
+            raise ValueError(
+                f"{path} was written by the model with fingerprint {written[:12] or 'none'}, not this model's "
+                f"{fingerprint['sha256'][:12]}; delete it or choose a new --output"
+            )
+    return cfg, manifest, pending
+
+
+class PartEncoder:
+    """One model replica (a Ray actor of the `map_batches` pool): reads, embeds and writes whole parts."""
+
+    def __init__(self, cfg: EncodeConfig, fingerprint: str, output: str, threads: int):
+        import torch
+        from sentence_transformers import SentenceTransformer
+
+        found = model_fingerprint(cfg.model)["sha256"]
+        if found != fingerprint:  # the folder was replaced after the run was planned
+            raise ValueError(f"{cfg.model} changed during the run: fingerprint {found[:12]} != {fingerprint[:12]}")
+        device = "cuda" if torch.cuda.is_available() else "cpu"  # Ray sets CUDA_VISIBLE_DEVICES to this actor's GPU
+        if device == "cpu":
+            torch.set_num_threads(threads)
+        self.model = SentenceTransformer(cfg.model, device=device, trust_remote_code=True)
+        if cfg.max_seq_length is not None:
+            self.model.max_seq_length = cfg.max_seq_length
+        self.cfg, self.fingerprint, self.out_dir = cfg, fingerprint, Path(output)
+
+    def __call__(self, batch: dict) -> dict:
+        fields = list(Part.__dataclass_fields__)
+        done = {"index": [], "rows": [], "seconds": [], "finished_at": [], "worker": []}
+        for values in zip(*(batch[f] for f in fields)):
+            part = Part(**{f: v.item() if hasattr(v, "item") else v for f, v in zip(fields, values)})
+            start = time.perf_counter()
+            ids, texts = read_part(part, self.cfg)
+            embeddings = self.model.encode(
+                texts, batch_size=self.cfg.batch_size, prompt_name=self.cfg.prompt_name, show_progress_bar=False
+            ).astype(np.float32)  # (rows, d)
+            write_part(self.out_dir / part.file_name, ids, embeddings, self.fingerprint)
+            done["index"].append(part.index)
+            done["rows"].append(len(texts))
+            done["seconds"].append(time.perf_counter() - start)
+            done["finished_at"].append(time.time())
+            done["worker"].append(os.getpid())
+        return {k: np.asarray(v) for k, v in done.items()}
+
+
+def encode_corpus(
+    cfg: EncodeConfig, output: str | Path, num_workers: int | None = None, cpus_per_worker: int | None = None
+) -> dict:
+    """Encode every part not yet under `output` on the connected Ray cluster (a local one is started if none is).
+
+    Args:
+        cfg: what to encode and how.
+        output: the output folder (created; a rerun resumes in it).
+        num_workers: model replicas; default: one per GPU of the cluster, else 1.
+        cpus_per_worker: CPUs (torch threads) per replica; default: 1 with GPUs, else the cluster's CPUs / workers.
+
+    Returns:
+        `{"manifest": path, "encoded": [part indices encoded by this run], "rows": rows encoded, "seconds": wall
+        time of the Ray Data run, "part_seconds": {index: seconds}, "finished_at": {index: unix time}, "workers":
+        {process ids of the replicas that encoded them}}`.
+
+    Example:
+        >>> cfg = EncodeConfig(model="./nvembed", inputs=["passages.jsonl"], id_column="id")  # doctest: +SKIP
+        >>> encode_corpus(cfg, "runs/passages-emb", num_workers=2)["encoded"]  # doctest: +SKIP
+        [0, 1, 2]
+    """
+    import ray
+    from ray.exceptions import RayTaskError
+
+    if not ray.is_initialized():
+        ray.init()
+    # Absolute paths: Ray workers do not start in this directory (on a cluster, the nodes must see these paths).
+    cfg = replace(cfg, model=os.path.abspath(cfg.model), inputs=[os.path.abspath(p) for p in cfg.inputs])
+    output = os.path.abspath(output)
+    try:
+        cfg, manifest, pending = ray.get(ray.remote(prepare).options(num_cpus=0).remote(cfg, str(output)))
+    except RayTaskError as error:  # show the ValueError itself, not the remote traceback around it
+        raise error.cause from None
+    result = {"manifest": str(Path(output) / MANIFEST), "encoded": [], "rows": 0, "seconds": 0.0}
+    result.update(part_seconds={}, finished_at={}, workers=set())
+    logger.info("%d of %d parts to encode", len(pending), len(manifest["parts"]))
     if not pending:
-        return manifest_path
+        return result
 
-    num_processes = max(1, min(num_processes or default_num_processes(), len(pending)))
-    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    devices_for = [f"cuda:{i % gpus}" for i in range(num_processes)] if gpus else ["cpu"] * num_processes
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    threads = max(1, cpus // num_processes)  # split the cores; no oversubscription
-
-    ctx = multiprocessing.get_context("spawn")  # CUDA and a loaded model do not survive fork
-    devices = ctx.Queue()
-    for device in devices_for:
-        devices.put(device)
-    bar = tqdm(total=len(data), initial=done_rows, unit="rows", desc=f"encode x{num_processes}", smoothing=0)
-    with ctx.Pool(num_processes, initializer=_init_worker, initargs=(cfg, str(out_dir), devices, threads)) as pool:
-        for shard in pool.imap_unordered(_encode_shard, pending):
-            bar.update(shard.rows)
-            bar.set_postfix(shards=f"{sum(is_done(out_dir, s, cfg.format) for s in shards)}/{len(shards)}")
-    bar.close()
-    devices.close()
-    devices.join_thread()
-    return manifest_path
+    gpus = int(ray.cluster_resources().get("GPU", 0))
+    num_workers = min(num_workers or max(gpus, 1), len(pending))
+    if cpus_per_worker is None:
+        cpus_per_worker = 1 if gpus else max(1, int(ray.cluster_resources().get("CPU", 1)) // num_workers)
+    # All replicas load the model before the first part is handed out; else the first one ready may take them all.
+    ray.data.DataContext.get_current().wait_for_min_actors_s = 1800
+    start = time.perf_counter()
+    parts = ray.data.from_items([asdict(p) for p in pending], override_num_blocks=len(pending))
+    done = parts.map_batches(
+        PartEncoder,
+        batch_size=1,
+        concurrency=num_workers,
+        num_cpus=cpus_per_worker,
+        num_gpus=1 if gpus else 0,
+        fn_constructor_kwargs=dict(
+            cfg=cfg, fingerprint=manifest["model_fingerprint"]["sha256"], output=str(output), threads=cpus_per_worker
+        ),
+    )
+    for row in done.iter_rows():
+        result["encoded"].append(int(row["index"]))
+        result["rows"] += int(row["rows"])
+        result["part_seconds"][int(row["index"])] = float(row["seconds"])
+        result["finished_at"][int(row["index"])] = float(row["finished_at"])
+        result["workers"].add(int(row["worker"]))
+        logger.info("part %d done (%d/%d this run)", row["index"], len(result["encoded"]), len(pending))
+    result["seconds"] = time.perf_counter() - start
+    result["encoded"].sort()
+    return result
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model", help="a SentenceTransformer folder (an NV-Embed export, or any other)")
-    parser.add_argument("--input", nargs="+", required=True, help="JSONL/parquet files, or one save_to_disk folder")
-    parser.add_argument("--output", required=True, help="the shard folder (created; reruns resume in it)")
+    parser.add_argument("--input", nargs="+", required=True, help="JSONL and/or Parquet files")
+    parser.add_argument("--output", required=True, help="the output folder (created; reruns resume in it)")
+    parser.add_argument("--address", default=None, help="ray://HEAD:10001 or HOST:6379; default: local Ray")
+    parser.add_argument("--num-workers", type=int, default=None, help="model replicas; default: one per GPU, else 1")
+    parser.add_argument("--cpus-per-worker", type=int, default=None)
     parser.add_argument("--text-column", default="text")
-    parser.add_argument("--id-column", default=None, help="default: `id` if the data has it, else the row number")
-    parser.add_argument("--shard-size", type=int, default=10000)
+    parser.add_argument(
+        "--id-column", default="auto", help="`auto`: `id` if the data has one, else row numbers (`none`)"
+    )
+    parser.add_argument("--rows-per-file", type=int, default=10000)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--num-processes", type=int, default=None, help="default: one per GPU, else 1")
     parser.add_argument("--prompt-name", default=None, help="e.g. `query`; passages usually get none")
-    parser.add_argument("--format", choices=FORMATS, default="npy")
     parser.add_argument("--max-seq-length", type=int, default=None)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    import ray
 
-    id_column = args.id_column
-    if id_column is None:
-        id_column = "id" if "id" in load_corpus(args.input).column_names else None
-    cfg = EncodeConfig(
-        model=args.model,
-        inputs=args.input,
-        text_column=args.text_column,
-        id_column=id_column,
-        shard_size=args.shard_size,
-        batch_size=args.batch_size,
-        prompt_name=args.prompt_name,
-        format=args.format,
-        max_seq_length=args.max_seq_length,
-    )
     try:
-        manifest = encode_corpus(cfg, args.output, args.num_processes)
+        cfg = EncodeConfig(
+            model=args.model,
+            inputs=args.input,
+            text_column=args.text_column,
+            id_column=None if args.id_column == "none" else args.id_column,
+            rows_per_file=args.rows_per_file,
+            batch_size=args.batch_size,
+            prompt_name=args.prompt_name,
+            max_seq_length=args.max_seq_length,
+        )
+        ray.init(address=args.address)
+        result = encode_corpus(cfg, args.output, args.num_workers, args.cpus_per_worker)
     except ValueError as error:
         parser.exit(2, f"error: {error}\n")
-    logger.info("done: %s", manifest)
+    logger.info("done: %d rows in %d parts; manifest %s", result["rows"], len(result["encoded"]), result["manifest"])
 
 
 if __name__ == "__main__":

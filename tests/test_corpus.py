@@ -1,8 +1,10 @@
-"""Corpus encoding (`python -m corpus.encode`) on the tiny NV-Embed folder: a SIGKILLed run resumes to the same bytes,
-ids line up with rows, a different configuration is refused (seconds each, plus worker start-up)."""
+"""Corpus encoding on Ray Data (`python -m corpus.encode`) with the tiny NV-Embed folder on a local 2-CPU Ray: two
+replicas give the vectors of one, a killed run resumes by encoding only the missing parts, and a run never resumes
+with another model (a few seconds each, plus Ray and actor start-up)."""
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -12,12 +14,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from corpus.encode import EncodeConfig, encode_corpus
+
+ray = pytest.importorskip("ray")
+pq = pytest.importorskip("pyarrow.parquet")
+
+from corpus.encode import EncodeConfig, encode_corpus, write_part  # noqa: E402
 
 
 ROOT = Path(__file__).resolve().parents[1]
 WORDS = "gzip compresses files with the deflate algorithm network time protocol daemon keeps clocks in sync".split()
-NUM_ROWS, SHARD_SIZE = 240, 3  # 80 shards: a kill after the first one lands mid-run
+NUM_ROWS, ROWS_PER_FILE = 60, 6  # 10 parts
 
 
 def corpus_rows(n: int) -> list[dict]:
@@ -30,12 +36,25 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
 
 
 def config(model: Path, corpus: Path, **overrides) -> EncodeConfig:
-    values = dict(model=str(model), inputs=[str(corpus)], id_column="id", shard_size=SHARD_SIZE, batch_size=4)
+    values = dict(model=str(model), inputs=[str(corpus)], id_column="id", rows_per_file=ROWS_PER_FILE, batch_size=4)
     return EncodeConfig(**{**values, **overrides})
 
 
-def files(folder: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+def read_output(folder: Path) -> tuple[list, np.ndarray, set]:
+    table = pq.read_table(sorted(folder.glob("part-*.parquet")))
+    embeddings = np.stack(table["embedding"].to_numpy(zero_copy_only=False))
+    return table["id"].to_pylist(), embeddings, set(table["model_fingerprint"].to_pylist())
+
+
+def stamps(folder: Path) -> dict[str, int]:
+    return {p.name: p.stat().st_mtime_ns for p in folder.glob("part-*.parquet")}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def local_ray():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray.get_runtime_context().gcs_address
+    ray.shutdown()
 
 
 @pytest.fixture(scope="module")
@@ -44,102 +63,125 @@ def corpus_file(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def straight_run(tiny_nvembed_folder, corpus_file, tmp_path_factory) -> Path:
-    """One uninterrupted run, the reference for the other tests."""
-    out = tmp_path_factory.mktemp("straight")
-    encode_corpus(config(tiny_nvembed_folder, corpus_file), out, num_processes=1)
+def one_worker_run(tiny_nvembed_folder, corpus_file, tmp_path_factory) -> Path:
+    """One uninterrupted run with a single replica, the reference for the other tests."""
+    out = tmp_path_factory.mktemp("one-worker")
+    result = encode_corpus(config(tiny_nvembed_folder, corpus_file), out, num_workers=1, cpus_per_worker=1)
+    assert result["encoded"] == list(range(NUM_ROWS // ROWS_PER_FILE)) and len(result["workers"]) == 1
     return out
 
 
-def test_killed_run_resumes_to_identical_files(tiny_nvembed_folder, corpus_file, straight_run, tmp_path):
+def test_two_workers_give_the_vectors_of_one(tiny_nvembed_folder, corpus_file, one_worker_run, tmp_path):
+    from sentence_transformers import SentenceTransformer
+
+    result = encode_corpus(config(tiny_nvembed_folder, corpus_file), tmp_path, num_workers=2, cpus_per_worker=1)
+    assert len(result["workers"]) == 2  # two replicas really shared the parts
+    ids, vectors, fingerprints = read_output(tmp_path)
+    ids_1, vectors_1, fingerprints_1 = read_output(one_worker_run)
+    rows = corpus_rows(NUM_ROWS)
+    assert ids == ids_1 == [r["id"] for r in rows]
+    np.testing.assert_array_equal(vectors, vectors_1)
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert fingerprints == fingerprints_1 == {manifest["model_fingerprint"]["sha256"]}
+    model = SentenceTransformer(str(tiny_nvembed_folder), trust_remote_code=True, device="cpu")
+    np.testing.assert_allclose(vectors, model.encode([r["text"] for r in rows], batch_size=4), atol=1e-5)
+
+
+def test_killed_run_resumes_by_encoding_only_the_missing_parts(
+    tiny_nvembed_folder, corpus_file, one_worker_run, local_ray, tmp_path
+):
+    many_parts = dict(rows_per_file=2)  # 30 parts: a kill after the first lands mid-run
     out = tmp_path / "killed"
     command = [
         sys.executable, "-m", "corpus.encode", str(tiny_nvembed_folder), "--input", str(corpus_file), "--output",
-        str(out), "--shard-size", str(SHARD_SIZE), "--batch-size", "4", "--num-processes", "1", "--id-column", "id",
+        str(out), "--rows-per-file", "2", "--batch-size", "4", "--id-column", "id", "--address", local_ray,
+        "--cpus-per-worker", "1",
     ]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    # Own session: SIGKILL reaches the parent and its worker at once, as an OOM kill or a lost node would.
-    proc = subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(command, cwd=ROOT, env=env, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 240
-    while not list(out.glob("embeddings-*.npy")):
+    while not list(out.glob("part-*.parquet")):
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
-            pytest.fail(f"encoder ended or stalled before its first shard: {proc.stderr.read().decode()[-2000:]}")
+            pytest.fail(f"encoder ended or stalled before its first part: {proc.stderr.read().decode()[-3000:]}")
         time.sleep(0.002)
-    os.killpg(proc.pid, signal.SIGKILL)
+    proc.send_signal(signal.SIGKILL)  # the driver dies; Ray ends its job's actors
     proc.wait()
     proc.stderr.close()
-    done = len(list(out.glob("embeddings-*.npy")))
-    assert 0 < done < NUM_ROWS // SHARD_SIZE, done
-    # A kill between a shard's two renames leaves its ids file alone, and a kill mid-write a temporary file.
-    pending = next(i for i in range(NUM_ROWS // SHARD_SIZE) if not (out / f"embeddings-{i:05d}.npy").exists())
-    (out / f"ids-{pending:05d}.npy").write_bytes(b"half-written")
-    (out / f".tmp-embeddings-{pending:05d}.npy.12345").write_bytes(b"partial")
+    time.sleep(1.0)  # let Ray reap the killed job's actors before the rerun asks for their CPUs
+    before = stamps(out)
+    assert 0 < len(before) < NUM_ROWS // 2, len(before)
+    (out / ".tmp-part-00029.parquet.12345").write_bytes(b"partial")  # as a kill mid-write leaves
 
-    encode_corpus(config(tiny_nvembed_folder, corpus_file), out, num_processes=1)
-    resumed, reference = files(out), files(straight_run)
-    assert list(resumed) == list(reference)  # same names, no temporary files left
-    assert [name for name in resumed if resumed[name] != reference[name]] == []
+    result = encode_corpus(config(tiny_nvembed_folder, corpus_file, **many_parts), out, num_workers=1)
+    written = sorted(int(name[5:10]) for name in before)
+    assert result["encoded"] == [i for i in range(NUM_ROWS // 2) if i not in written]
+    assert {name: stamp for name, stamp in stamps(out).items() if name in before} == before  # finished: untouched
+    assert not list(out.glob(".tmp-*"))
+    ids, vectors, _ = read_output(out)
+    ids_1, vectors_1, _ = read_output(one_worker_run)
+    assert ids == ids_1
+    np.testing.assert_allclose(vectors, vectors_1, atol=1e-6)  # other batches (4 vs 2 texts): same vectors
 
-
-def test_ids_line_up_with_rows(tiny_nvembed_folder, straight_run):
-    from sentence_transformers import SentenceTransformer
-
-    manifest = json.loads((straight_run / "manifest.json").read_text())
-    shards = manifest["shards"]
-    expected_ranges = [(i, min(i + SHARD_SIZE, NUM_ROWS)) for i in range(0, NUM_ROWS, SHARD_SIZE)]
-    assert [(s["start"], s["end"]) for s in shards] == expected_ranges
-    ids = np.concatenate([np.load(straight_run / f"ids-{s['index']:05d}.npy") for s in shards])
-    embeddings = np.concatenate([np.load(straight_run / f"embeddings-{s['index']:05d}.npy") for s in shards])
-    rows = corpus_rows(NUM_ROWS)
-    assert ids.tolist() == [r["id"] for r in rows]
-    assert embeddings.dtype == np.float32 and embeddings.shape[0] == NUM_ROWS
-    # Length-sorted batching inside a shard must not shuffle rows: each row is its own text's embedding.
-    model = SentenceTransformer(str(tiny_nvembed_folder), trust_remote_code=True, device="cpu")
-    picked = [0, 1, 2, 100, 101, NUM_ROWS - 1]
-    alone = np.stack([model.encode([rows[i]["text"]], batch_size=1)[0] for i in picked])
-    np.testing.assert_allclose(embeddings[picked], alone, atol=1e-4)
+    # A second kill-free rerun after deleting two parts recomputes exactly those two.
+    for name in ("part-00003.parquet", "part-00017.parquet"):
+        (out / name).unlink()
+    before = stamps(out)
+    result = encode_corpus(config(tiny_nvembed_folder, corpus_file, **many_parts), out, num_workers=1)
+    assert result["encoded"] == [3, 17]
+    assert stamps(out).keys() - before.keys() == {"part-00003.parquet", "part-00017.parquet"}
+    assert {name: stamp for name, stamp in stamps(out).items() if name in before} == before
 
 
-def test_manifest_mismatch_is_refused(tiny_nvembed_folder, corpus_file, straight_run, tmp_path):
-    import shutil
+def test_resume_with_another_model_is_refused(tiny_nvembed_folder, corpus_file, one_worker_run, tmp_path):
+    from safetensors.torch import load_file, save_file
 
-    copy = tmp_path / "copy"
-    shutil.copytree(straight_run, copy)
-    before = files(copy)
-    with pytest.raises(ValueError, match=r"different configuration.*shard_size: 3 -> 4"):
-        encode_corpus(config(tiny_nvembed_folder, corpus_file, shard_size=4), copy, num_processes=1)
-    with pytest.raises(ValueError, match=r"prompt_name: None -> 'query'"):
-        encode_corpus(config(tiny_nvembed_folder, corpus_file, prompt_name="query"), copy, num_processes=1)
-    grown = write_jsonl(tmp_path / "passages.jsonl", corpus_rows(NUM_ROWS + 1))
-    with pytest.raises(ValueError, match="num_rows: 240 -> 241"):
-        encode_corpus(config(tiny_nvembed_folder, grown), copy, num_processes=1)
-    assert files(copy) == before  # refused before touching anything
+    # A "retrained" model: same architecture, same file sizes, one weight changed.
+    retrained = shutil.copytree(tiny_nvembed_folder, tmp_path / "retrained")
+    weights = retrained / "model.safetensors"
+    tensors = load_file(weights)
+    name = sorted(tensors)[0]
+    tensors[name] = tensors[name] + 1e-3
+    size = weights.stat().st_size
+    save_file(tensors, weights, metadata={"format": "pt"})
+    assert weights.stat().st_size == size
+
+    copy = shutil.copytree(one_worker_run, tmp_path / "copy")
+    (copy / "part-00004.parquet").unlink()
+    before = {p.name: p.read_bytes() for p in copy.iterdir()}
+    with pytest.raises(ValueError, match=r"model fingerprint .*changed model files: model.safetensors: \w+ -> \w+"):
+        encode_corpus(config(retrained, corpus_file), copy, num_workers=1)
+    with pytest.raises(ValueError, match=r"config.rows_per_file: 6 -> 5"):
+        encode_corpus(config(tiny_nvembed_folder, corpus_file, rows_per_file=5), copy, num_workers=1)
+    with pytest.raises(ValueError, match=r"config.prompt_name: None -> 'query'"):
+        encode_corpus(config(tiny_nvembed_folder, corpus_file, prompt_name="query"), copy, num_workers=1)
+    assert {p.name: p.read_bytes() for p in copy.iterdir()} == before  # refused before touching anything
+
+    # A part file made by another model, even beside a matching manifest, is refused too.
+    write_part(copy / "part-00001.parquet", ["doc-6"], np.ones((1, 32), np.float32), fingerprint="0" * 64)
+    with pytest.raises(ValueError, match=r"part-00001.parquet was written by the model with fingerprint 000000000000"):
+        encode_corpus(config(tiny_nvembed_folder, corpus_file), copy, num_workers=1)
     (copy / "manifest.json").unlink()
     with pytest.raises(ValueError, match="not empty and has no manifest.json"):
-        encode_corpus(config(tiny_nvembed_folder, corpus_file), copy, num_processes=1)
-    with pytest.raises(ValueError, match="no prompt 'nope'"):
-        encode_corpus(config(tiny_nvembed_folder, corpus_file, prompt_name="nope"), tmp_path / "new", num_processes=1)
-    # The finished run itself is accepted and has nothing left to do.
-    encode_corpus(config(tiny_nvembed_folder, corpus_file), straight_run, num_processes=1)
+        encode_corpus(config(tiny_nvembed_folder, corpus_file), copy, num_workers=1)
 
 
-def test_saved_dataset_to_parquet_with_prompt(tiny_nvembed_folder, tmp_path):
-    import pyarrow.parquet as pq
-    from datasets import Dataset
+def test_parquet_input_with_prompt_matches_encode(tiny_nvembed_folder, tmp_path):
+    import pyarrow as pa
     from sentence_transformers import SentenceTransformer
 
-    rows = [{"pid": 1000 + i, "body": r["text"]} for i, r in enumerate(corpus_rows(10))]
-    Dataset.from_list(rows).save_to_disk(str(tmp_path / "saved"))
+    rows = [{"pid": 1000 + i, "body": r["text"]} for i, r in enumerate(corpus_rows(17))]
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "passages.parquet", row_group_size=7)  # parts cross groups
     cfg = EncodeConfig(
-        model=str(tiny_nvembed_folder), inputs=[str(tmp_path / "saved")], text_column="body", id_column="pid",
-        shard_size=4, batch_size=3, prompt_name="query", format="parquet",
+        model=str(tiny_nvembed_folder), inputs=[str(tmp_path / "passages.parquet")], text_column="body",
+        id_column="pid", rows_per_file=5, batch_size=3, prompt_name="query",
     )  # fmt: skip
-    encode_corpus(cfg, tmp_path / "out", num_processes=1)
-    tables = [pq.read_table(tmp_path / "out" / f"shard-{i:05d}.parquet") for i in range(3)]
-    assert [t.num_rows for t in tables] == [4, 4, 2]
-    assert sum((t["id"].to_pylist() for t in tables), []) == [r["pid"] for r in rows]
-    embeddings = np.concatenate([np.stack(t["embedding"].to_numpy(zero_copy_only=False)) for t in tables])
+    result = encode_corpus(cfg, tmp_path / "out", num_workers=1)
+    assert result["encoded"] == [0, 1, 2, 3] and result["rows"] == 17
+    ids, vectors, _ = read_output(tmp_path / "out")
+    assert ids == [r["pid"] for r in rows]
     model = SentenceTransformer(str(tiny_nvembed_folder), trust_remote_code=True, device="cpu")
     expected = model.encode([r["body"] for r in rows], prompt_name="query", batch_size=3)
-    np.testing.assert_allclose(embeddings, expected, atol=1e-4)
+    np.testing.assert_allclose(vectors, expected, atol=1e-5)
+    with pytest.raises(ValueError, match="has no column"):
+        encode_corpus(EncodeConfig(**{**cfg.__dict__, "text_column": "text"}), tmp_path / "new", num_workers=1)
