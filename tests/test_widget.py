@@ -1,7 +1,8 @@
 """The local Hub-widget preview (`python -m publish.serve`), end to end in headless Chromium driven by Playwright.
 
 Needs the Debian package `chromium` and the pip package `playwright` (its browser download is not used). Outside CI a
-missing browser skips the browser test with the reason; in CI (the `CI` variable set) it fails.
+missing browser skips the browser test with the reason; in CI (the `CI` variable set) it fails. The tests write only
+to temporary folders: `python -m publish.screenshot` writes the tracked `benchmarks/widget_screenshot.png`.
 """
 
 import json
@@ -15,20 +16,10 @@ import pytest
 import torch
 
 from publish.card import render_card
+from publish.screenshot import CHROMIUM, CHROMIUM_FLAGS, VIEWPORT, compute_and_screenshot
 from publish.serve import make_server, split_instruction
 
 
-ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = os.environ.get("NVEMBED_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 INSTRUCTIONS = {
     "debian_description": {"kind": "retrieval", "instruction": "Given a package summary, retrieve its description"}
 }
@@ -115,7 +106,7 @@ def test_widget_in_headless_chromium(widget_server, tmp_path):
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS)
         try:
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page = browser.new_page(viewport=VIEWPORT)
             page.goto(url, timeout=30_000)
             # the card is rendered as HTML and the widget is pre-filled from its metadata
             assert page.locator("article h2", has_text="Usage").count() == 1
@@ -124,17 +115,13 @@ def test_widget_in_headless_chromium(widget_server, tmp_path):
             assert page.input_value("#source") == QUERY
             assert [page.input_value(f"#sentences input >> nth={i}") for i in range(len(PASSAGES))] == PASSAGES
 
-            page.click("#compute")
-            page.wait_for_selector("#scores[data-ready='1']", timeout=60_000)
+            shown = compute_and_screenshot(page, tmp_path / "widget_screenshot.png")
             rows = page.locator("#scores .score")
-            shown = [float(rows.nth(i).get_attribute("data-score")) for i in range(rows.count())]
             texts = [rows.nth(i).inner_text() for i in range(rows.count())]
-            page.screenshot(path=str(tmp_path / "widget_screenshot.png"), full_page=False)
         finally:
             browser.close()
 
     expected = model_scores(folder, INSTRUCTIONS["debian_description"]["instruction"], QUERY, PASSAGES)
     assert shown == pytest.approx(expected, abs=1e-5)
     assert [t.split()[0] for t in texts] == [f"{s:.3f}" for s in expected]
-    (ROOT / "benchmarks").mkdir(exist_ok=True)
-    shutil.copyfile(tmp_path / "widget_screenshot.png", ROOT / "benchmarks" / "widget_screenshot.png")
+    assert (tmp_path / "widget_screenshot.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
