@@ -3,21 +3,72 @@
 Field names follow NVIDIA's released NV-Embed-v1/v2 `config.json` so that those files load as they are; the one
 difference is that `text_config` may be any decoder family transformers knows (llama, mistral, qwen2, qwen3, ...),
 not only Mistral.
+
+This file and `modeling_nvembed.py` are the model folder's remote code, run by whatever transformers the user has:
+they support transformers `SUPPORTED_TRANSFORMERS` (README "Supported versions"). So the configs are written in the
+`__init__` form that 4.x needs (transformers 5.x turns such a subclass into a dataclass itself), and `config.json`
+may come from either major version (`_resolve_text_config` translates the rotary-embedding keys).
 """
 
-from transformers import AutoConfig, PreTrainedConfig
-from transformers.configuration_utils import SubConfigSpec
+import re
+import sys
+
+import transformers
+from transformers import AutoConfig, PretrainedConfig
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 from transformers.utils import logging
 
 
 logger = logging.get_logger(__name__)
 
+# [lowest, first unsupported): the range the version matrix runs (`make compat`). Outside it, loading fails here
+# with the versions named rather than somewhere inside transformers.
+SUPPORTED_TRANSFORMERS = ((4, 51), (6, 0))
+SUPPORTED_SENTENCE_TRANSFORMERS = ((4, 0), (7, 0))
+
+
+def version_tuple(version: str) -> tuple[int, int]:
+    """(major, minor) of a version string such as "4.57.6" or "5.0.0.dev0"."""
+    match = re.match(r"(\d+)\.(\d+)", version)
+    if match is None:
+        raise ValueError(f"Cannot read a version number from {version!r}.")
+    return int(match.group(1)), int(match.group(2))
+
+
+def _format_range(supported: tuple[tuple[int, int], tuple[int, int]]) -> str:
+    (lo_major, lo_minor), (hi_major, hi_minor) = supported
+    return f">={lo_major}.{lo_minor},<{hi_major}.{hi_minor}"
+
+
+def check_versions() -> None:
+    """Raise ImportError naming the installed and the supported versions when transformers (or an already imported
+    sentence-transformers) is outside the range this code is tested with."""
+    problems = []
+    installed = version_tuple(transformers.__version__)
+    if not SUPPORTED_TRANSFORMERS[0] <= installed < SUPPORTED_TRANSFORMERS[1]:
+        problems.append(f"transformers{_format_range(SUPPORTED_TRANSFORMERS)} (installed: {transformers.__version__})")
+    sentence_transformers = sys.modules.get("sentence_transformers")
+    st_version = getattr(sentence_transformers, "__version__", None)
+    if st_version is not None:
+        if not SUPPORTED_SENTENCE_TRANSFORMERS[0] <= version_tuple(st_version) < SUPPORTED_SENTENCE_TRANSFORMERS[1]:
+            problems.append(
+                f"sentence-transformers{_format_range(SUPPORTED_SENTENCE_TRANSFORMERS)} (installed: {st_version})"
+            )
+    if problems:
+        raise ImportError(
+            "This NV-Embed model folder's code needs " + " and ".join(problems) + ". Install a supported version, "
+            'e.g. pip install "transformers' + _format_range(SUPPORTED_TRANSFORMERS) + '".'
+        )
+
+
+check_versions()
+TRANSFORMERS_VERSION = version_tuple(transformers.__version__)
+
 # NVIDIA's release saves its bidirectional Mistral under a private model_type; the weights are plain Mistral.
 _RELEASED_TEXT_MODEL_TYPES = {"bidir_mistral": "mistral", "bidir_llama": "llama", "bidir_qwen2": "qwen2"}
 
 
-class LatentAttentionConfig(PreTrainedConfig):
+class LatentAttentionConfig(PretrainedConfig):
     r"""
     Configuration of NV-Embed's latent-attention pooling block (paper section 3.2).
 
@@ -38,21 +89,29 @@ class LatentAttentionConfig(PreTrainedConfig):
 
     model_type = "latent_attention"
 
-    num_latents_value: int = 512
-    num_cross_heads: int = 8
-    output_normalize: bool = True
-    hidden_dim: int = 4096
-    latent_dim: int = 4096
-    cross_dim_head: int = 4096
-
-    def __post_init__(self, **kwargs):
-        super().__post_init__(**kwargs)
+    def __init__(
+        self,
+        num_latents_value: int = 512,
+        num_cross_heads: int = 8,
+        output_normalize: bool = True,
+        hidden_dim: int = 4096,
+        latent_dim: int = 4096,
+        cross_dim_head: int = 4096,
+        **kwargs,
+    ):
+        self.num_latents_value = num_latents_value
+        self.num_cross_heads = num_cross_heads
+        self.output_normalize = output_normalize
+        self.hidden_dim = hidden_dim
+        self.latent_dim = latent_dim
+        self.cross_dim_head = cross_dim_head
+        super().__init__(**kwargs)
         self.validate_architecture()
 
     def validate_architecture(self):
         for name in ("num_latents_value", "num_cross_heads", "hidden_dim", "latent_dim", "cross_dim_head"):
             value = getattr(self, name)
-            if not isinstance(value, int) or value <= 0:
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ValueError(f"latent_attention_config.{name} must be a positive integer, got {value!r}.")
         if self.latent_dim != self.hidden_dim:
             raise ValueError(
@@ -61,13 +120,13 @@ class LatentAttentionConfig(PreTrainedConfig):
             )
 
 
-class NVEmbedConfig(PreTrainedConfig):
+class NVEmbedConfig(PretrainedConfig):
     r"""
     Configuration of an NV-Embed model: a decoder LLM run without its causal mask, followed by latent-attention
     pooling.
 
     Args:
-        text_config (`dict` or `PreTrainedConfig`, *optional*):
+        text_config (`dict` or `PretrainedConfig`, *optional*):
             Config of the decoder backbone (any `AutoModel` decoder: llama, mistral, qwen2, qwen3, ...). NVIDIA's
             `bidir_mistral` model type is read as `mistral`. Defaults to a Mistral config.
         latent_attention_config (`dict` or `LatentAttentionConfig`, *optional*):
@@ -87,29 +146,35 @@ class NVEmbedConfig(PreTrainedConfig):
     """
 
     model_type = "nvembed"
-    sub_configs_defaults = {
-        "text_config": SubConfigSpec(config_class=AutoConfig, model_type="mistral"),
-        "latent_attention_config": LatentAttentionConfig,
-    }
+    sub_configs = {"text_config": AutoConfig, "latent_attention_config": LatentAttentionConfig}
 
-    text_config: dict | PreTrainedConfig | None = None
-    latent_attention_config: dict | LatentAttentionConfig | None = None
-    padding_side: str = "right"
-    add_pad_token: bool = True
-    add_eos: bool = True
-    is_mask_instruction: bool = True
-    mask_type: str = "b"
-    pooling_mode: str = "latent_attention"
-
-    def __post_init__(self, **kwargs):
-        self.text_config = _resolve_text_config(self.text_config)
-        if self.latent_attention_config is None:
+    def __init__(
+        self,
+        text_config: dict | PretrainedConfig | None = None,
+        latent_attention_config: dict | LatentAttentionConfig | None = None,
+        padding_side: str = "right",
+        add_pad_token: bool = True,
+        add_eos: bool = True,
+        is_mask_instruction: bool = True,
+        mask_type: str = "b",
+        pooling_mode: str = "latent_attention",
+        **kwargs,
+    ):
+        self.text_config = _resolve_text_config(text_config)
+        if latent_attention_config is None:
             size = self.text_config.hidden_size
-            self.latent_attention_config = LatentAttentionConfig(hidden_dim=size, latent_dim=size, cross_dim_head=size)
-        elif isinstance(self.latent_attention_config, dict):
-            fields = {k: v for k, v in self.latent_attention_config.items() if k != "model_type"}
-            self.latent_attention_config = LatentAttentionConfig(**fields)
-        super().__post_init__(**kwargs)
+            latent_attention_config = LatentAttentionConfig(hidden_dim=size, latent_dim=size, cross_dim_head=size)
+        elif isinstance(latent_attention_config, dict):
+            fields = {k: v for k, v in latent_attention_config.items() if k != "model_type"}
+            latent_attention_config = LatentAttentionConfig(**fields)
+        self.latent_attention_config = latent_attention_config
+        self.padding_side = padding_side
+        self.add_pad_token = add_pad_token
+        self.add_eos = add_eos
+        self.is_mask_instruction = is_mask_instruction
+        self.mask_type = mask_type
+        self.pooling_mode = pooling_mode
+        super().__init__(**kwargs)
         self.validate_architecture()
 
     def validate_architecture(self):
@@ -130,23 +195,43 @@ class NVEmbedConfig(PreTrainedConfig):
             )
 
 
-def _resolve_text_config(text_config) -> PreTrainedConfig:
+def _resolve_text_config(text_config) -> PretrainedConfig:
     """Build the backbone config from a dict (as in config.json), mapping NVIDIA's private model types."""
     if text_config is None:
         return CONFIG_MAPPING["mistral"]()
-    if isinstance(text_config, PreTrainedConfig):
+    if isinstance(text_config, PretrainedConfig):
         return text_config
     if not isinstance(text_config, dict):
-        raise TypeError(f"text_config must be a dict or a PreTrainedConfig, got {type(text_config).__name__}.")
+        raise TypeError(f"text_config must be a dict or a PretrainedConfig, got {type(text_config).__name__}.")
     fields = dict(text_config)
     model_type = fields.pop("model_type", "mistral")
     model_type = _RELEASED_TEXT_MODEL_TYPES.get(model_type, model_type)
     if model_type not in CONFIG_MAPPING:
         raise ValueError(
-            f"Unknown backbone model_type {model_type!r} in text_config: transformers has no config for it. "
-            "Use a decoder family transformers knows, e.g. 'llama', 'mistral', 'qwen2', 'qwen3'."
+            f"Unknown backbone model_type {model_type!r} in text_config: transformers {transformers.__version__} has "
+            "no config for it. Use a decoder family transformers knows, e.g. 'llama', 'mistral', 'qwen2', 'qwen3'."
         )
+    if TRANSFORMERS_VERSION < (5, 0):
+        fields = _rope_parameters_to_v4(fields)
     return CONFIG_MAPPING[model_type](**fields)
+
+
+def _rope_parameters_to_v4(fields: dict) -> dict:
+    """transformers 5 saves the rotary embedding as `rope_parameters` = {"rope_type", "rope_theta", ...}; 4.x reads
+    `rope_theta` and `rope_scaling` and would silently use its default theta. 5.x reads the 4.x keys itself."""
+    rope = fields.pop("rope_parameters", None)
+    if rope is None:
+        return fields
+    if not isinstance(rope, dict) or "rope_theta" not in rope:
+        raise ValueError(
+            f"text_config.rope_parameters {rope!r} has no single rope_theta (per-layer-type rotary parameters?): "
+            f"transformers {transformers.__version__} cannot read it; use transformers>=5."
+        )
+    fields.setdefault("rope_theta", rope["rope_theta"])
+    scaling = {k: v for k, v in rope.items() if k != "rope_theta"}
+    if scaling.get("rope_type", "default") != "default":
+        fields.setdefault("rope_scaling", scaling)
+    return fields
 
 
 __all__ = ["LatentAttentionConfig", "NVEmbedConfig"]

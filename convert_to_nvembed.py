@@ -27,9 +27,24 @@ from nvembed_defaults import DEFAULT_QUERY_TASK, default_backbone_path
 logger = logging.getLogger(__name__)
 
 CODE_FILES = ("configuration_nvembed.py", "modeling_nvembed.py")
-# sentence-transformers reads the model's forward output "sentence_embeddings" directly: the text modality is pinned,
-# so a tokenizer with a chat template is not wrapped into chat messages, and `prompt_length` reaches our forward.
-ST_MODALITY_CONFIG = {"text": {"method": "forward", "method_output_name": "sentence_embeddings"}}
+# The sentence-transformers files use the module layout every release from 4.0 to 6.x reads (6.x maps these class
+# paths to its own modules): Transformer (our forward's per-token `last_hidden_state`), Pooling with the mean over
+# the text without the prompt (`include_prompt: false`, the instruction mask), Normalize. Newer keys such as
+# `modality_config` would make sentence-transformers < 5.4 fail (unexpected keyword); without a chat template in the
+# tokenizer, sentence-transformers 5.4+ infers the plain text modality and never wraps inputs into chat messages.
+ST_MODULE_TYPES = {
+    "transformer": "sentence_transformers.models.Transformer",
+    "pooling": "sentence_transformers.models.Pooling",
+    "normalize": "sentence_transformers.models.Normalize",
+}
+# What a tokenizer_config.json needs to load as the same tokenizer on transformers 4.x and 5.x: the base fast class
+# (5.x writes "TokenizersBackend", unknown to 4.x), and no token_type_ids (decoders have none).
+PORTABLE_TOKENIZER_CONFIG = {
+    "tokenizer_class": "PreTrainedTokenizerFast",
+    "model_input_names": ["input_ids", "attention_mask"],
+}
+# Written by transformers 5.x about the machine that saved the folder, not about the tokenizer.
+_MACHINE_TOKENIZER_KEYS = ("is_local", "local_files_only")
 
 
 def load_backbone(source: str | Path, dtype: torch.dtype = torch.float32):
@@ -107,7 +122,12 @@ def convert(
 def save_nvembed_folder(
     model: NVEmbedModel, output: str | Path, query_prompt: str, max_seq_length: int = 4096
 ) -> None:
-    """Save weights (safetensors), tokenizer, the modeling code and the sentence-transformers files."""
+    """Save weights (safetensors), tokenizer, the modeling code and the sentence-transformers files.
+
+    The folder loads on every supported transformers / sentence-transformers version (README "Supported versions"):
+    the tokenizer is saved without its chat template (an embedding model does not use one, and sentence-transformers
+    5.4+ would render inputs through it) and with a tokenizer class transformers 4.x knows.
+    """
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     model.config.auto_map = {
@@ -115,33 +135,92 @@ def save_nvembed_folder(
         "AutoModel": "modeling_nvembed.NVEmbedModel",
     }
     model.config.architectures = ["NVEmbedModel"]
-    model.save_pretrained(output)
+    tokenizer = model.tokenizer
+    chat_template = getattr(tokenizer, "chat_template", None)
+    if tokenizer is not None:
+        tokenizer.chat_template = None
+    try:
+        model.save_pretrained(output)
+    finally:
+        if tokenizer is not None:
+            tokenizer.chat_template = chat_template
+    if tokenizer is not None:
+        make_tokenizer_config_portable(output)
     here = Path(__file__).resolve().parent
     for name in CODE_FILES:
         shutil.copyfile(here / name, output / name)
-    write_sentence_transformers_files(output, query_prompt=query_prompt, max_seq_length=max_seq_length)
+    latent = model.config.latent_attention_config
+    write_sentence_transformers_files(
+        output,
+        query_prompt=query_prompt,
+        max_seq_length=max_seq_length,
+        embedding_dimension=model.config.text_config.hidden_size,
+        pooling_mode=model.config.pooling_mode,
+        normalize=latent.output_normalize,
+    )
 
 
-def write_sentence_transformers_files(output: Path, query_prompt: str, max_seq_length: int = 4096) -> None:
-    """modules.json with one Transformer module whose output is our forward's "sentence_embeddings"."""
-    modules = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.base.modules.Transformer"}]
-    bert_config = {
-        "transformer_task": "feature-extraction",
-        "modality_config": ST_MODALITY_CONFIG,
-        "module_output_name": "sentence_embedding",
-        "max_seq_length": max_seq_length,
-        "do_lower_case": False,
+def make_tokenizer_config_portable(output: Path) -> None:
+    """Rewrite the saved tokenizer_config.json with `PORTABLE_TOKENIZER_CONFIG`; no chat template is left behind."""
+    path = output / "tokenizer_config.json"
+    config = json.loads(path.read_text())
+    for key in (*_MACHINE_TOKENIZER_KEYS, "chat_template"):
+        config.pop(key, None)
+    config.update(PORTABLE_TOKENIZER_CONFIG)
+    path.write_text(json.dumps(config, indent=2) + "\n")
+    for name in ("chat_template.jinja", "chat_template.json"):
+        if (output / name).exists():
+            raise ValueError(f"{output / name} was written although the tokenizer's chat template was cleared.")
+
+
+def write_sentence_transformers_files(
+    output: Path,
+    query_prompt: str,
+    max_seq_length: int = 4096,
+    embedding_dimension: int | None = None,
+    pooling_mode: str = "latent_attention",
+    normalize: bool = True,
+) -> None:
+    """modules.json (Transformer -> Pooling -> Normalize), their configs, and the prompts.
+
+    Pooling is the mean over the text + EOS tokens of our forward's `last_hidden_state` (the latent block's per-token
+    output), or the EOS token for `pooling_mode="last_token"`; `include_prompt: false` leaves the instruction out, as
+    `encode` does.
+    """
+    if embedding_dimension is None or embedding_dimension <= 0:
+        raise ValueError(f"embedding_dimension must be the backbone's hidden size, got {embedding_dimension!r}.")
+    if pooling_mode not in ("latent_attention", "mean", "last_token"):
+        raise ValueError(f"pooling_mode must be 'latent_attention', 'mean' or 'last_token', got {pooling_mode!r}.")
+    modules = [
+        {"idx": 0, "name": "0", "path": "", "type": ST_MODULE_TYPES["transformer"]},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": ST_MODULE_TYPES["pooling"]},
+    ]
+    if normalize:
+        modules.append({"idx": 2, "name": "2", "path": "2_Normalize", "type": ST_MODULE_TYPES["normalize"]})
+    last = pooling_mode == "last_token"
+    pooling_config = {  # the keys sentence-transformers 4.x writes; 6.x reads them as pooling_mode "mean"/"lasttoken"
+        "word_embedding_dimension": embedding_dimension,
+        "pooling_mode_cls_token": False,
+        "pooling_mode_mean_tokens": not last,
+        "pooling_mode_max_tokens": False,
+        "pooling_mode_mean_sqrt_len_tokens": False,
+        "pooling_mode_weightedmean_tokens": False,
+        "pooling_mode_lasttoken": last,
+        "include_prompt": False,
     }
+    bert_config = {"max_seq_length": max_seq_length, "do_lower_case": False}
     st_config = {
         "model_type": "SentenceTransformer",
         "prompts": {"query": query_prompt, "document": ""},
         "default_prompt_name": None,
         "similarity_fn_name": "cosine",
     }
+    (output / "1_Pooling").mkdir(exist_ok=True)
     for name, content in [
         ("modules.json", modules),
         ("sentence_bert_config.json", bert_config),
         ("config_sentence_transformers.json", st_config),
+        ("1_Pooling/config.json", pooling_config),
     ]:
         (output / name).write_text(json.dumps(content, indent=2) + "\n")
 

@@ -12,18 +12,25 @@ NV-Embed-v1/v2 checkpoint loads with this file on current transformers. This fil
 transformers: it is loaded as remote code, file by file.
 """
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
+import transformers
 from torch import nn
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
-from transformers import initialization as init
-from transformers.utils import logging
+from transformers.utils import ModelOutput, logging
 
 
 try:  # loaded as remote code (a package of the model folder's files)
-    from .configuration_nvembed import LatentAttentionConfig, NVEmbedConfig
+    from .configuration_nvembed import TRANSFORMERS_VERSION, LatentAttentionConfig, NVEmbedConfig
 except ImportError:  # imported from a checkout of the repository, where the file is a top-level module
-    from configuration_nvembed import LatentAttentionConfig, NVEmbedConfig
+    from configuration_nvembed import TRANSFORMERS_VERSION, LatentAttentionConfig, NVEmbedConfig
+
+try:  # transformers 5: initializers that leave weights loaded from the checkpoint alone
+    from transformers import initialization as init
+except ImportError:  # transformers 4 skips modules whose weights were all loaded before calling _init_weights
+    from torch.nn import init
 
 
 logger = logging.get_logger(__name__)
@@ -89,6 +96,25 @@ def build_pool_mask(attention_mask: torch.Tensor, instruction_length: int) -> to
         first = attention_mask.long().argmax(dim=1, keepdim=True)  # (B, 1) first non-pad position
         pool_mask[positions < first + instruction_length] = 0
     return pool_mask
+
+
+# transformers >= 5.2 makes the backbone's mask bidirectional from `config.is_causal = False` (masking_utils). Older
+# releases (4.x, 5.0, 5.1) build a causal mask from a 2D padding mask whatever the config says, and use a 4D mask as
+# given (llama/mistral/qwen2/qwen3 in 4.51: `_prepare_4d_causal_attention_mask_with_cache_position`; 4.53 to 5.1:
+# `masking_utils._preprocess_mask_arguments`), so there the model passes its own 4D mask.
+BACKBONE_READS_IS_CAUSAL = TRANSFORMERS_VERSION >= (5, 2)
+_OWN_MASK_ATTENTION = ("eager", "sdpa")  # kernels that take an additive 4D mask on those releases
+
+
+def bidirectional_attention_mask(attention_mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """(B, L) padding mask -> (B, 1, L, L) additive mask in which every position attends to every non-pad position.
+
+    Pad rows attend to the real tokens too (as transformers' own bidirectional mask does), so no row is all -inf.
+    """
+    B, L = attention_mask.shape
+    blocked = (attention_mask == 0)[:, None, None, :]  # (B, 1, 1, L): pad keys
+    mask = torch.zeros(B, 1, 1, L, dtype=dtype, device=attention_mask.device)
+    return mask.masked_fill(blocked, torch.finfo(dtype).min).expand(B, 1, L, L)  # (B, 1, L, L), a view
 
 
 def masked_mean(hidden_states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -176,21 +202,52 @@ class NVEmbedLatentAttentionModel(nn.Module):
         self.latents = nn.Parameter(torch.randn(config.num_latents_value, config.latent_dim))
         self.output_normalize = config.output_normalize
 
+    def blocks(self, tokens: torch.Tensor) -> torch.Tensor:
+        """(1, T, d) -> (1, T, d): cross-attention to the latents and the MLP, each residual."""
+        cross_attn, cross_ff = self.cross_attend_blocks
+        latents = self.latents.to(tokens.dtype).unsqueeze(0)  # (1, N, d)
+        tokens = tokens + cross_attn(tokens, context=latents)
+        return tokens + cross_ff(tokens)
+
     def forward(self, hidden_states: torch.Tensor, pool_mask: torch.Tensor) -> torch.Tensor:
         # Every step of the block acts on each token alone (the latents are the same for every row), so it runs only on
         # the tokens that are pooled, packed into one sequence: padding and instruction tokens cost nothing, and the
         # result equals running it on (B, L) and masking the mean.
         B, _, d = hidden_states.shape
         keep = pool_mask.bool()
-        tokens = hidden_states[keep].unsqueeze(0)  # (1, T, d), T = pooled tokens in the batch
-        cross_attn, cross_ff = self.cross_attend_blocks
-        latents = self.latents.to(hidden_states.dtype).unsqueeze(0)  # (1, N, d)
-        tokens = tokens + cross_attn(tokens, context=latents)
-        tokens = tokens + cross_ff(tokens)
+        tokens = self.blocks(hidden_states[keep].unsqueeze(0))  # (1, T, d), T = pooled tokens in the batch
         rows = keep.nonzero()[:, 0]  # (T,) the row each packed token came from
         sums = tokens.new_zeros(B, d, dtype=torch.float32).index_add_(0, rows, tokens[0].to(torch.float32))
         embeddings = sums / keep.sum(dim=1, keepdim=True).clamp(min=1)  # (B, d), float32: the masked mean
         return F.normalize(embeddings, p=2, dim=-1) if self.output_normalize else embeddings
+
+    def token_embeddings(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """(B, L, d) -> (B, L, d): the block's output at every non-pad position (zeros at pads), before the mean.
+
+        Their mean over the pooling mask, L2-normalized, is `forward`'s embedding: what sentence-transformers'
+        Pooling(mean, include_prompt=False) + Normalize compute from `last_hidden_state`.
+        """
+        keep = attention_mask.bool()
+        out = hidden_states.new_zeros(hidden_states.shape)
+        out[keep] = self.blocks(hidden_states[keep].unsqueeze(0))[0]  # (T, d) scattered back to (B, L, d)
+        return out
+
+
+@dataclass
+class NVEmbedModelOutput(ModelOutput):
+    """Output of `NVEmbedModel.forward`.
+
+    Args:
+        last_hidden_state (`torch.FloatTensor` of shape `(batch_size, sequence_length, hidden_size)`):
+            Per-token vectors whose mean over the pooling mask is the embedding: the latent-attention block's output
+            (`pooling_mode="latent_attention"`) or the backbone's hidden states (`"mean"`, `"last_token"`); zeros at
+            padding for the block. First field, so `outputs[0]` is what sentence-transformers < 5.4 pools.
+        sentence_embeddings (`torch.FloatTensor` of shape `(batch_size, hidden_size)`):
+            The pooled embedding, float32, L2-normalized when `latent_attention_config.output_normalize`.
+    """
+
+    last_hidden_state: torch.FloatTensor | None = None
+    sentence_embeddings: torch.FloatTensor | None = None
 
 
 class NVEmbedPreTrainedModel(PreTrainedModel):
@@ -256,12 +313,26 @@ class NVEmbedModel(NVEmbedPreTrainedModel):
         mode = self.config.pooling_mode
         if mode == "latent_attention":
             return self.latent_attention_model(hidden_states, pool_mask)
-        embeddings = masked_mean(hidden_states, pool_mask) if mode == "mean" else last_token(hidden_states, pool_mask)
-        return (
-            F.normalize(embeddings, p=2, dim=-1)
-            if self.config.latent_attention_config.output_normalize
-            else embeddings
+        return self._normalize(
+            masked_mean(hidden_states, pool_mask) if mode == "mean" else last_token(hidden_states, pool_mask)
         )
+
+    def _normalize(self, embeddings: torch.Tensor) -> torch.Tensor:
+        normalize = self.config.latent_attention_config.output_normalize
+        return F.normalize(embeddings, p=2, dim=-1) if normalize else embeddings
+
+    def backbone_attention_mask(self, attention_mask: torch.Tensor) -> torch.Tensor:
+        """The mask handed to the backbone: the 2D padding mask where transformers makes it bidirectional itself
+        (`BACKBONE_READS_IS_CAUSAL`) or the model is causal; otherwise a 4D bidirectional mask."""
+        if self.config.mask_type != "b" or BACKBONE_READS_IS_CAUSAL or attention_mask.dim() != 2:
+            return attention_mask
+        attn_implementation = self.embedding_model.config._attn_implementation
+        if attn_implementation not in _OWN_MASK_ATTENTION:
+            raise ValueError(
+                f"Bidirectional attention with attn_implementation={attn_implementation!r} needs transformers>=5.2 "
+                f"(installed: {transformers.__version__}); with this version use one of {_OWN_MASK_ATTENTION}."
+            )
+        return bidirectional_attention_mask(attention_mask, self.get_input_embeddings().weight.dtype)
 
     def forward(
         self,
@@ -269,22 +340,34 @@ class NVEmbedModel(NVEmbedPreTrainedModel):
         attention_mask: torch.Tensor,
         pool_mask: torch.Tensor | None = None,
         prompt_length: int | torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
         return_dict: bool = True,
         **kwargs,
-    ) -> dict[str, torch.Tensor]:
+    ) -> NVEmbedModelOutput:
         """Args:
         pool_mask: (B, L) positions to pool; defaults to `attention_mask` without the first `prompt_length` tokens.
         prompt_length: tokens of the instruction (BOS included), as sentence-transformers passes it for a prompt.
+        token_type_ids: ignored (decoders have no segments); sentence-transformers passes what the tokenizer returns.
+
+        Returns:
+            `NVEmbedModelOutput`: `sentence_embeddings` (B, d) and the per-token `last_hidden_state` (B, L, d) they
+            are the pooled mean of (the last pooled token for `pooling_mode="last_token"`).
         """
-        outputs = self.embedding_model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False, **kwargs)
+        backbone_mask = self.backbone_attention_mask(attention_mask)
+        outputs = self.embedding_model(input_ids=input_ids, attention_mask=backbone_mask, use_cache=False, **kwargs)
         if pool_mask is None:
-            if isinstance(
-                prompt_length, torch.Tensor
-            ):  # sentence-transformers' collator: one value per row, all equal
+            if isinstance(prompt_length, torch.Tensor):  # sentence-transformers' collator: one value per row
                 prompt_length = int(prompt_length.reshape(-1)[0])
             n_instruction = prompt_length if (prompt_length and self.config.is_mask_instruction) else 0
             pool_mask = build_pool_mask(attention_mask, n_instruction)
-        return {"sentence_embeddings": self.pool(outputs.last_hidden_state, pool_mask)}
+        hidden_states = outputs.last_hidden_state  # (B, L, d)
+        if self.config.pooling_mode == "latent_attention":
+            hidden_states = self.latent_attention_model.token_embeddings(hidden_states, attention_mask)
+        pool = last_token if self.config.pooling_mode == "last_token" else masked_mean
+        output = NVEmbedModelOutput(
+            last_hidden_state=hidden_states, sentence_embeddings=self._normalize(pool(hidden_states, pool_mask))
+        )
+        return output if return_dict else output.to_tuple()
 
     # Inference API of the release --------------------------------------------------------------------------------
 
