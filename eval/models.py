@@ -8,11 +8,13 @@ Specs:
     minilm                    the bundled all-MiniLM-L6-v2 (no instructions: it was not trained with them)
     bm25                      bm25s lexical retrieval (retrieval tasks only)
 
-How the instruction reaches the model: mteb's `InstructSentenceTransformerModel.encode` (reused here unchanged)
-reads `task_metadata.prompt`, formats it with `instruction_template` and calls `model.encode(texts, prompt=...)`.
-SentenceTransformer then knows the prompt length, so pooling with `include_prompt=False` (NV-Embed's instruction mask)
-drops the instruction tokens. mteb's plain `SentenceTransformerEncoderWrapper` would NOT do this: it only looks up
-`model.prompts` by task name and ignores `TaskMetadata.prompt`.
+How the instruction reaches the model: `InstructEncoder.encode` does for text what mteb's
+`InstructSentenceTransformerModel.encode` does (that class's constructor insists on loading the model itself, so it is
+not reused): it reads `task_metadata.prompt` through mteb's `AbsEncoder.get_task_instruction`, formats it with
+`instruction_template` and calls `model.encode(texts, prompt=...)`. SentenceTransformer then knows the prompt length,
+so pooling with `include_prompt=False` (NV-Embed's instruction mask) drops the instruction tokens. mteb's plain
+`SentenceTransformerEncoderWrapper` would NOT do this: it only looks up `model.prompts` by task name and ignores
+`TaskMetadata.prompt`.
 
 Example:
     >>> from eval.models import load_model
@@ -24,12 +26,11 @@ Example:
 from __future__ import annotations
 
 import logging
-import warnings
 from pathlib import Path
 from typing import Any
 
 from mteb.models import ModelMeta
-from mteb.models.instruct_wrapper import InstructSentenceTransformerModel
+from mteb.models.abs_encoder import AbsEncoder
 from mteb.models.model_implementations.bm25 import BM25Search
 from mteb.models.model_meta import ScoringFunction
 from mteb.models.sentence_transformer_wrapper import SentenceTransformerEncoderWrapper
@@ -58,11 +59,12 @@ def _meta(name: str, revision: str | None = None, **fields: Any) -> ModelMeta:
     )
 
 
-class InstructEncoder(InstructSentenceTransformerModel):
-    """mteb's instruction wrapper around an already built SentenceTransformer (or any object with its `encode`).
+class InstructEncoder(AbsEncoder):
+    """An mteb encoder around an already built SentenceTransformer (or any object with its `encode`) that gives queries
+    the task instruction and passages none.
 
-    Queries get `instruction_template(task_metadata.prompt)` as `prompt=`; passages (`PromptType.document`) get none.
-    Only `__init__` differs from mteb's class, which insists on loading the model itself.
+    Queries get `instruction_template(task_metadata.prompt)` as `prompt=`; passages (`PromptType.document`) get no
+    prompt by design; symmetric tasks (one prompt string, no prompt type) instruct every input.
 
     Args:
         model: A `SentenceTransformer`, or any object with `encode(texts, prompt=None, **kwargs) -> array`.
@@ -72,19 +74,26 @@ class InstructEncoder(InstructSentenceTransformerModel):
 
     def __init__(self, model: Any, name: str, revision: str | None = None) -> None:
         self.model = model
-        self.model_name = name
         self.instruction_template = instruction_template
-        self.apply_instruction_to_passages = False
-        self.prompts_dict = None
-        self.fps = self.max_frames = self.num_frames = self.target_sampling_rate = self.max_samples = None
-        self.min_frames = 1
         self.mteb_model_meta = _meta(name, revision, use_instructions=True)
 
-    def encode(self, inputs: Any, *, prompt_type: PromptType | None = None, **kwargs: Any) -> Any:
-        with warnings.catch_warnings():
-            if prompt_type == PromptType.document:  # passages get no instruction by design, not by omission
-                warnings.filterwarnings("ignore", message="Prompt type .* not found in task metadata")
-            return super().encode(inputs, prompt_type=prompt_type, **kwargs)
+    def encode(
+        self,
+        inputs: Any,
+        *,
+        task_metadata: Any,
+        hf_split: str,
+        hf_subset: str,
+        prompt_type: PromptType | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        # As mteb's wrapper: passages get None, a task without instruction "" (None would let a folder's
+        # default_prompt_name apply)
+        prompt = None
+        if prompt_type != PromptType.document:
+            prompt = self.get_task_instruction(task_metadata, prompt_type)
+        texts = [text for batch in inputs for text in batch["text"]]
+        return self.model.encode(texts, prompt=prompt, **kwargs)
 
 
 def raw_backbone(pooling: str, source: str) -> Any:
