@@ -12,13 +12,11 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
+import ray
 
-
-ray = pytest.importorskip("ray")
-pq = pytest.importorskip("pyarrow.parquet")
-
-from corpus.encode import EncodeConfig, encode_corpus, write_part  # noqa: E402
+from corpus.encode import EncodeConfig, encode_corpus, write_part
 
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,0 +1,1 @@
+"""OpenAI-compatible embedding server on Ray Serve (`python -m serve MODEL`); see `serve/app.py`."""
