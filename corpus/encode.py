@@ -176,7 +176,15 @@ def read_part(part: Part, cfg: EncodeConfig) -> tuple[list, list[str]]:
         import pyarrow.parquet as pq
 
         columns = [c for c in (cfg.text_column, cfg.id_column) if c is not None]
-        table = pq.read_table(part.path, columns=columns).slice(part.start, part.end - part.start)
+        file = pq.ParquetFile(part.path)
+        groups, first, skip = [], 0, 0
+        for g in range(file.metadata.num_row_groups):  # read only the row groups that hold the part's rows
+            rows = file.metadata.row_group(g).num_rows
+            if first < part.end and first + rows > part.start:
+                skip = skip if groups else part.start - first
+                groups.append(g)
+            first += rows
+        table = file.read_row_groups(groups, columns=columns).slice(skip, part.end - part.start)
         texts = table[cfg.text_column].to_pylist()
         ids = table[cfg.id_column].to_pylist() if cfg.id_column else None
     else:
@@ -336,7 +344,8 @@ def encode_corpus(
     Args:
         cfg: what to encode and how.
         output: the output folder (created; a rerun resumes in it).
-        num_workers: model replicas; default: one per GPU of the cluster, else 1.
+        num_workers: model replicas, all loaded before the first part is handed out (the run waits up to 30 min for
+            the cluster to fit them); default: one per GPU of the cluster, else 1.
         cpus_per_worker: CPUs (torch threads) per replica; default: 1 with GPUs, else the cluster's CPUs / workers.
 
     Returns:
@@ -378,7 +387,7 @@ def encode_corpus(
     done = parts.map_batches(
         PartEncoder,
         batch_size=1,
-        concurrency=num_workers,
+        compute=ray.data.ActorPoolStrategy(size=num_workers),
         num_cpus=cpus_per_worker,
         num_gpus=1 if gpus else 0,
         fn_constructor_kwargs=dict(

@@ -4,7 +4,8 @@
         [--max-batch-size 32] [--batch-wait-ms 5] [--max-inputs 256] [--max-tokens N] [--max-request-bytes 2097152]
 
 Without `--address` a local Ray instance is started; with one, the replicas run on that cluster (one GPU each where it
-has GPUs), whose nodes see MODEL at the same absolute path.
+has GPUs), whose nodes see MODEL at the same absolute path. The HTTP proxy then runs on the cluster's head node: pass
+`--host 0.0.0.0` to reach it from other machines.
 """
 
 import argparse
