@@ -8,7 +8,7 @@ export TRANSFORMERS_OFFLINE = 1
 export HF_DATASETS_OFFLINE = 1
 export TOKENIZERS_PARALLELISM = false
 
-.PHONY: venv test test-fast lint demo convert data clean system-deps
+.PHONY: venv test test-fast lint demo convert data clean system-deps compat compat-venvs
 
 # Debian packages: chromium for the widget's browser test; the package lists with long descriptions
 # (Translation-en) are the training data. Skipped where already present; needs root (as on our machines and CI).
@@ -37,6 +37,7 @@ lint: $(STAMP)
 
 test: $(STAMP) lint
 	$(BIN)/python -m pytest -q
+	$(MAKE) compat
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"
@@ -50,5 +51,42 @@ demo: $(STAMP)
 data: $(STAMP)
 	$(BIN)/python -m train.data build
 
+# The saved model folder against older transformers / sentence-transformers (README "Supported versions"): each
+# venv loads a tiny folder saved by the main venv and compares its vectors with the ones the main venv wrote beside
+# it. Pairs: the oldest supported; the last 4.x with the newest ST 5; transformers 5.0 (attention masks built as in
+# 4.x, see modeling_nvembed.py) with the first ST 6. The main venv is the newest pair.
+COMPAT      ?= .venv-compat
+COMPAT_ENVS ?= tf4.51.3-st5.4.1 tf4.57.6-st5.7.0 tf5.0.0-st6.0.1
+COMPAT_REF   = $(COMPAT)/reference
+pins = transformers==$(patsubst tf%,%,$(word 1,$(subst -, ,$(1)))) \
+	sentence-transformers==$(patsubst st%,%,$(word 2,$(subst -, ,$(1))))
+
+# torch and the other large dependencies that do not differ between pairs are installed once and hard-linked into
+# each pair's venv (cp -al: seconds instead of a 700 MB unpack each); each pair then installs only its pins.
+COMPAT_SHARED = torch==2.13.0 numpy scipy scikit-learn regex pyyaml requests tqdm "pytest>=8"
+$(COMPAT)/torch/.installed:
+	rm -rf $(COMPAT)/torch
+	$(PY) -m venv $(COMPAT)/torch
+	$(COMPAT)/torch/bin/pip install -q $(COMPAT_SHARED)
+	touch $@
+
+$(COMPAT)/%/.installed: $(COMPAT)/torch/.installed
+	rm -rf $(COMPAT)/$*
+	$(PY) -m venv --without-pip $(COMPAT)/$*
+	cp -al $(COMPAT)/torch/lib/. $(COMPAT)/$*/lib/
+	$(COMPAT)/$*/bin/python -m pip install -q $(call pins,$*)
+	touch $@
+
+compat-venvs: $(foreach env,$(COMPAT_ENVS),$(COMPAT)/$(env)/.installed)
+
+compat: $(STAMP) compat-venvs
+	rm -rf $(COMPAT_REF)
+	$(BIN)/python -m tests.compat.reference $(COMPAT_REF)
+	set -e; for env in $(COMPAT_ENVS); do \
+		echo "== compat: $$env"; \
+		NVEMBED_COMPAT_REFERENCE=$(abspath $(COMPAT_REF)) $(COMPAT)/$$env/bin/python -m pytest -q -p no:cacheprovider \
+			tests/compat; \
+	done
+
 clean:
-	rm -rf $(VENV) artifacts runs nvembed data_cache
+	rm -rf $(VENV) $(COMPAT) artifacts runs nvembed data_cache

@@ -22,9 +22,11 @@ from transformers.utils import logging
 logger = logging.get_logger(__name__)
 
 # [lowest, first unsupported): the range the version matrix runs (`make compat`). Outside it, loading fails here
-# with the versions named rather than somewhere inside transformers.
+# with the versions named rather than somewhere inside transformers. sentence-transformers < 5.4 strips every text
+# before tokenizing, so the prompt it measures for `include_prompt=False` loses the instruction's final "\n" and
+# that token would be pooled: query vectors would differ from `encode`'s without any error.
 SUPPORTED_TRANSFORMERS = ((4, 51), (6, 0))
-SUPPORTED_SENTENCE_TRANSFORMERS = ((4, 0), (7, 0))
+SUPPORTED_SENTENCE_TRANSFORMERS = ((5, 4), (7, 0))
 
 
 def version_tuple(version: str) -> tuple[int, int]:
@@ -40,19 +42,21 @@ def _format_range(supported: tuple[tuple[int, int], tuple[int, int]]) -> str:
     return f">={lo_major}.{lo_minor},<{hi_major}.{hi_minor}"
 
 
-def check_versions() -> None:
+def check_versions(transformers_version: str | None = None, sentence_transformers_version: str | None = None) -> None:
     """Raise ImportError naming the installed and the supported versions when transformers (or an already imported
-    sentence-transformers) is outside the range this code is tested with."""
+    sentence-transformers) is outside the range this code is tested with. Versions default to the installed ones."""
     problems = []
-    installed = version_tuple(transformers.__version__)
-    if not SUPPORTED_TRANSFORMERS[0] <= installed < SUPPORTED_TRANSFORMERS[1]:
-        problems.append(f"transformers{_format_range(SUPPORTED_TRANSFORMERS)} (installed: {transformers.__version__})")
-    sentence_transformers = sys.modules.get("sentence_transformers")
-    st_version = getattr(sentence_transformers, "__version__", None)
-    if st_version is not None:
-        if not SUPPORTED_SENTENCE_TRANSFORMERS[0] <= version_tuple(st_version) < SUPPORTED_SENTENCE_TRANSFORMERS[1]:
+    transformers_version = transformers_version or transformers.__version__
+    if not SUPPORTED_TRANSFORMERS[0] <= version_tuple(transformers_version) < SUPPORTED_TRANSFORMERS[1]:
+        problems.append(f"transformers{_format_range(SUPPORTED_TRANSFORMERS)} (installed: {transformers_version})")
+    if sentence_transformers_version is None:
+        sentence_transformers_version = getattr(sys.modules.get("sentence_transformers"), "__version__", None)
+    if sentence_transformers_version is not None:
+        installed = version_tuple(sentence_transformers_version)
+        if not SUPPORTED_SENTENCE_TRANSFORMERS[0] <= installed < SUPPORTED_SENTENCE_TRANSFORMERS[1]:
             problems.append(
-                f"sentence-transformers{_format_range(SUPPORTED_SENTENCE_TRANSFORMERS)} (installed: {st_version})"
+                f"sentence-transformers{_format_range(SUPPORTED_SENTENCE_TRANSFORMERS)} "
+                f"(installed: {sentence_transformers_version})"
             )
     if problems:
         raise ImportError(

@@ -23,9 +23,9 @@ from transformers.utils import ModelOutput, logging
 
 
 try:  # loaded as remote code (a package of the model folder's files)
-    from .configuration_nvembed import TRANSFORMERS_VERSION, LatentAttentionConfig, NVEmbedConfig
+    from .configuration_nvembed import TRANSFORMERS_VERSION, LatentAttentionConfig, NVEmbedConfig, check_versions
 except ImportError:  # imported from a checkout of the repository, where the file is a top-level module
-    from configuration_nvembed import TRANSFORMERS_VERSION, LatentAttentionConfig, NVEmbedConfig
+    from configuration_nvembed import TRANSFORMERS_VERSION, LatentAttentionConfig, NVEmbedConfig, check_versions
 
 try:  # transformers 5: initializers that leave weights loaded from the checkpoint alone
     from transformers import initialization as init
@@ -281,6 +281,7 @@ class NVEmbedModel(NVEmbedPreTrainedModel):
     """
 
     def __init__(self, config: NVEmbedConfig):
+        check_versions()  # again: sentence-transformers may have been imported after this folder's code was
         super().__init__(config)
         text_config = config.text_config
         bidirectional = config.mask_type == "b"
@@ -475,7 +476,9 @@ def _check_texts(texts) -> list[str]:
 __all__ = [
     "INSTRUCTION_TEMPLATE",
     "NVEmbedModel",
+    "NVEmbedModelOutput",
     "NVEmbedPreTrainedModel",
+    "bidirectional_attention_mask",
     "build_pool_mask",
     "ensure_tokenizer_appends_eos",
     "format_instruction",
