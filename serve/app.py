@@ -27,6 +27,7 @@ Example (Python, with the server above running):
 
 import asyncio
 import base64
+import copy
 import json
 import logging
 import os
@@ -115,6 +116,10 @@ class NVEmbedServer:
         self.model_name = model_name or os.path.basename(os.path.normpath(model_path))
         self.dimensions = self.model.get_embedding_dimension()
         self.max_tokens = max_tokens or self.model.max_seq_length
+        # Token counts are taken on the event loop while a batch is encoded in a worker thread; a fast tokenizer's
+        # padding state is shared, so two threads on one tokenizer break each other's calls ("Unable to create
+        # tensor"). Counting gets its own copy.
+        self.counting_tokenizer = copy.deepcopy(self.model.tokenizer)
         self.max_inputs, self.max_request_bytes = max_inputs, max_request_bytes
         self.embed_text.set_max_batch_size(max_batch_size)
         self.embed_text.set_batch_wait_timeout_s(batch_wait_timeout_s)
@@ -204,7 +209,7 @@ class NVEmbedServer:
         empty = [i for i, t in enumerate(texts) if not t.strip()]
         if empty:
             raise APIError(400, f"input[{empty[0]}] is empty (or only whitespace)", "input")
-        counts = [len(ids) for ids in self.model.tokenizer([prompt + t for t in texts])["input_ids"]]
+        counts = [len(ids) for ids in self.counting_tokenizer([prompt + t for t in texts])["input_ids"]]
         too_long = [(i, n) for i, n in enumerate(counts) if n > self.max_tokens]
         if too_long:
             i, n = too_long[0]
