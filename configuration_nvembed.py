@@ -45,24 +45,20 @@ def _format_range(supported: tuple[tuple[int, int], tuple[int, int]]) -> str:
 def check_versions(transformers_version: str | None = None, sentence_transformers_version: str | None = None) -> None:
     """Raise ImportError naming the installed and the supported versions when transformers (or an already imported
     sentence-transformers) is outside the range this code is tested with. Versions default to the installed ones."""
-    problems = []
-    transformers_version = transformers_version or transformers.__version__
-    if not SUPPORTED_TRANSFORMERS[0] <= version_tuple(transformers_version) < SUPPORTED_TRANSFORMERS[1]:
-        problems.append(f"transformers{_format_range(SUPPORTED_TRANSFORMERS)} (installed: {transformers_version})")
     if sentence_transformers_version is None:
         sentence_transformers_version = getattr(sys.modules.get("sentence_transformers"), "__version__", None)
+    checks = [("transformers", transformers_version or transformers.__version__, SUPPORTED_TRANSFORMERS)]
     if sentence_transformers_version is not None:
-        installed = version_tuple(sentence_transformers_version)
-        if not SUPPORTED_SENTENCE_TRANSFORMERS[0] <= installed < SUPPORTED_SENTENCE_TRANSFORMERS[1]:
-            problems.append(
-                f"sentence-transformers{_format_range(SUPPORTED_SENTENCE_TRANSFORMERS)} "
-                f"(installed: {sentence_transformers_version})"
-            )
+        checks.append(("sentence-transformers", sentence_transformers_version, SUPPORTED_SENTENCE_TRANSFORMERS))
+    problems = [
+        (f"{name}{_format_range(supported)}", installed)
+        for name, installed, supported in checks
+        if not supported[0] <= version_tuple(installed) < supported[1]
+    ]
     if problems:
-        raise ImportError(
-            "This NV-Embed model folder's code needs " + " and ".join(problems) + ". Install a supported version, "
-            'e.g. pip install "transformers' + _format_range(SUPPORTED_TRANSFORMERS) + '".'
-        )
+        needs = " and ".join(f"{spec} (installed: {installed})" for spec, installed in problems)
+        command = " ".join(f'"{spec}"' for spec, _ in problems)
+        raise ImportError(f"This NV-Embed model folder's code needs {needs}. Install it with: pip install {command}")
 
 
 check_versions()

@@ -35,6 +35,7 @@ EXPECTED_FILES = {
     "model.safetensors",
     "modeling_nvembed.py",
     "modules.json",
+    "1_Pooling/config.json",
     "sentence_bert_config.json",
     "tokenizer.json",
     "tokenizer_config.json",
@@ -348,11 +349,11 @@ def test_staging_keeps_only_allow_listed_files(model_dir, tmp_path):
     for rel, data in junk.items():
         (model_dir / rel).parent.mkdir(parents=True, exist_ok=True)
         (model_dir / rel).write_bytes(data)
-    (model_dir / "1_Pooling").mkdir()
-    (model_dir / "1_Pooling" / "config.json").write_text("{}")
+    (model_dir / "2_Dense").mkdir()
+    (model_dir / "2_Dense" / "config.json").write_text("{}")
 
     selected, left_out = select_files(model_dir)
-    assert set(selected) == EXPECTED_FILES - {"README.md"} | {"1_Pooling/config.json"}
+    assert set(selected) == EXPECTED_FILES - {"README.md"} | {"2_Dense/config.json"}
     assert {"checkpoints/", "runs/", "logs/", ".env", "trainer_state.json", "notes.txt"} <= set(left_out)
 
     staged = stage(model_dir, tmp_path / "staged")
@@ -427,7 +428,7 @@ def test_publish_verifies_then_uploads_exactly_the_staged_files(model_dir, fake_
         hub_env(fake_hub, tmp_path),
     )
     assert proc.returncode == 0, proc.stderr
-    assert "verified" in proc.stderr and "uploaded 11 files" in proc.stderr
+    assert "verified" in proc.stderr and "uploaded 12 files" in proc.stderr
 
     assert fake_hub.repos["org/tiny"]["visibility"] == "private"
     assert f"Bearer {FAKE_TOKEN}" in fake_hub.auth

@@ -214,7 +214,12 @@ def test_too_old_transformers_fails_at_once_naming_both_versions(reference_dir):
     "transformers_version,st_version,message",
     [
         ("6.0.0", None, r"needs transformers>=4.51,<6.0 \(installed: 6.0.0\)\."),
-        (None, "5.3.0", r"needs sentence-transformers>=5.4,<7.0 \(installed: 5.3.0\)\."),
+        (
+            None,
+            "5.3.0",
+            r"needs sentence-transformers>=5.4,<7.0 \(installed: 5.3.0\)\. "
+            r'Install it with: pip install "sentence-transformers>=5.4,<7.0"$',
+        ),
         ("4.40.0", "7.1.0", r"transformers>=4.51,<6.0 \(installed: 4.40.0\) and sentence-transformers>=5.4,<7.0"),
     ],
 )
