@@ -71,6 +71,78 @@ class APIError(Exception):
         return JSONResponse({"error": error}, status_code=self.status)
 
 
+class NVEmbedEncoder:
+    """The model side of a replica, apart from Ray Serve: checks texts and embeds batches of them.
+
+    Args:
+        model_path (`str`): the SentenceTransformer folder.
+        max_inputs (`int`, *optional*, defaults to 256): texts per request.
+        max_tokens (`int`, *optional*): tokens per text, instruction included; default: the model's max_seq_length.
+        threads (`int`, *optional*): torch threads on CPU (default: torch's choice).
+    """
+
+    def __init__(
+        self, model_path: str, max_inputs: int = 256, max_tokens: int | None = None, threads: int | None = None
+    ):
+        import torch
+        from sentence_transformers import SentenceTransformer
+
+        self.device = "cuda" if torch.cuda.is_available() else "cpu"  # Ray sets CUDA_VISIBLE_DEVICES per replica
+        if self.device == "cpu" and threads:
+            torch.set_num_threads(threads)
+        self.model = SentenceTransformer(model_path, device=self.device, trust_remote_code=True)
+        self.dimensions = self.model.get_embedding_dimension()
+        self.max_inputs, self.max_tokens = max_inputs, max_tokens or self.model.max_seq_length
+        # Requests are counted on the event loop while a batch is encoded in a worker thread, and a fast tokenizer's
+        # padding settings are shared state: two threads on one tokenizer break each other's calls ("Unable to
+        # create tensor"). Counting gets its own copy.
+        self.counting_tokenizer = copy.deepcopy(self.model.tokenizer)
+
+    def prompt(self, body: EmbeddingRequest) -> str:
+        """The text put before each input: the formatted `instruction`, the model's `prompt_name` prompt, or none."""
+        if body.instruction is not None and body.prompt_name is not None:
+            raise APIError(400, "pass `instruction` or `prompt_name`, not both", "instruction")
+        if body.instruction is not None:
+            if not body.instruction.strip():
+                raise APIError(400, "`instruction` is empty; omit it for passages", "instruction")
+            return INSTRUCTION_TEMPLATE.format(task=body.instruction)
+        if body.prompt_name is not None:
+            if body.prompt_name not in self.model.prompts:
+                raise APIError(400, f"the model has no prompt {body.prompt_name!r}; its prompts are "
+                                    f"{sorted(self.model.prompts)}", "prompt_name")  # fmt: skip
+            return self.model.prompts[body.prompt_name]
+        return ""
+
+    def check_texts(self, texts: list[str], prompt: str) -> int:
+        """Reject what the model cannot embed as asked; return the token count (OpenAI's `usage`)."""
+        if not texts:
+            raise APIError(400, "`input` is an empty list", "input")
+        if len(texts) > self.max_inputs:
+            raise APIError(400, f"`input` has {len(texts)} texts; this server takes at most {self.max_inputs} "
+                                "per request", "input")  # fmt: skip
+        empty = [i for i, t in enumerate(texts) if not t.strip()]
+        if empty:
+            raise APIError(400, f"input[{empty[0]}] is empty (or only whitespace)", "input")
+        counts = [len(ids) for ids in self.counting_tokenizer([prompt + t for t in texts])["input_ids"]]
+        too_long = [(i, n) for i, n in enumerate(counts) if n > self.max_tokens]
+        if too_long:
+            i, n = too_long[0]
+            raise APIError(400, f"input[{i}] is {n} tokens (instruction included); this model takes at most "
+                                f"{self.max_tokens}. Shorten or split the text", "input")  # fmt: skip
+        return sum(counts)
+
+    def encode_items(self, items: list[tuple[str, str]]) -> list[np.ndarray]:
+        """Embed (text, prompt) pairs, one forward pass per distinct prompt; float32 vectors in input order."""
+        out: list[np.ndarray | None] = [None] * len(items)
+        for prompt in dict.fromkeys(p for _, p in items):
+            rows = [i for i, (_, p) in enumerate(items) if p == prompt]
+            texts = [items[i][0] for i in rows]
+            vectors = self.model.encode(texts, prompt=prompt, batch_size=len(texts), show_progress_bar=False)
+            for i, v in zip(rows, vectors):
+                out[i] = v.astype(np.float32)
+        return out
+
+
 app = FastAPI(title="NV-Embed embeddings (OpenAI-compatible)")
 
 
@@ -101,29 +173,19 @@ class NVEmbedServer:
         max_request_bytes: int = 2 << 20,
         threads: int | None = None,
     ):
-        import torch
-        from sentence_transformers import SentenceTransformer
-
         if min(max_batch_size, max_inputs, max_request_bytes) < 1 or batch_wait_timeout_s < 0:
             raise ValueError(
                 f"max_batch_size, max_inputs, max_request_bytes must be >= 1 and batch_wait_timeout_s >= 0; got "
                 f"{max_batch_size}, {max_inputs}, {max_request_bytes}, {batch_wait_timeout_s}"
             )
-        device = "cuda" if torch.cuda.is_available() else "cpu"  # Ray sets CUDA_VISIBLE_DEVICES to this replica's
-        if device == "cpu" and threads:
-            torch.set_num_threads(threads)
-        self.model = SentenceTransformer(model_path, device=device, trust_remote_code=True)
+        self.encoder = NVEmbedEncoder(model_path, max_inputs=max_inputs, max_tokens=max_tokens, threads=threads)
         self.model_name = model_name or os.path.basename(os.path.normpath(model_path))
-        self.dimensions = self.model.get_embedding_dimension()
-        self.max_tokens = max_tokens or self.model.max_seq_length
-        # Token counts are taken on the event loop while a batch is encoded in a worker thread; a fast tokenizer's
-        # padding state is shared, so two threads on one tokenizer break each other's calls ("Unable to create
-        # tensor"). Counting gets its own copy.
-        self.counting_tokenizer = copy.deepcopy(self.model.tokenizer)
-        self.max_inputs, self.max_request_bytes = max_inputs, max_request_bytes
+        self.dimensions = self.encoder.dimensions
+        self.max_request_bytes = max_request_bytes
         self.embed_text.set_max_batch_size(max_batch_size)
         self.embed_text.set_batch_wait_timeout_s(batch_wait_timeout_s)
         self.batch_sizes: list[int] = []  # seen by /health, so tests and benchmarks can tell batching happened
+        device = self.encoder.device
         logger.info("serving %s (%d-dim) from %s on %s", self.model_name, self.dimensions, model_path, device)
 
     @app.get("/health")
@@ -144,9 +206,9 @@ class NVEmbedServer:
     async def embeddings(self, request: Request):
         try:
             body = await self.parse(request)
-            prompt = self.prompt(body)
+            prompt = self.encoder.prompt(body)
             texts = [body.input] if isinstance(body.input, str) else body.input
-            tokens = self.check_texts(texts, prompt)
+            tokens = self.encoder.check_texts(texts, prompt)
             vectors = await asyncio.gather(*(self.embed_text((text, prompt)) for text in texts))
         except APIError as error:
             return error.response()
@@ -185,54 +247,12 @@ class NVEmbedServer:
                                 "`dimensions` or pass that value)", "dimensions")  # fmt: skip
         return body
 
-    def prompt(self, body: EmbeddingRequest) -> str:
-        if body.instruction is not None and body.prompt_name is not None:
-            raise APIError(400, "pass `instruction` or `prompt_name`, not both", "instruction")
-        if body.instruction is not None:
-            if not body.instruction.strip():
-                raise APIError(400, "`instruction` is empty; omit it for passages", "instruction")
-            return INSTRUCTION_TEMPLATE.format(task=body.instruction)
-        if body.prompt_name is not None:
-            if body.prompt_name not in self.model.prompts:
-                raise APIError(400, f"the model has no prompt {body.prompt_name!r}; its prompts are "
-                                    f"{sorted(self.model.prompts)}", "prompt_name")  # fmt: skip
-            return self.model.prompts[body.prompt_name]
-        return ""
-
-    def check_texts(self, texts: list[str], prompt: str) -> int:
-        """Reject what the model cannot embed as asked; return the token count (OpenAI's `usage`)."""
-        if not texts:
-            raise APIError(400, "`input` is an empty list", "input")
-        if len(texts) > self.max_inputs:
-            raise APIError(400, f"`input` has {len(texts)} texts; this server takes at most {self.max_inputs} "
-                                "per request", "input")  # fmt: skip
-        empty = [i for i, t in enumerate(texts) if not t.strip()]
-        if empty:
-            raise APIError(400, f"input[{empty[0]}] is empty (or only whitespace)", "input")
-        counts = [len(ids) for ids in self.counting_tokenizer([prompt + t for t in texts])["input_ids"]]
-        too_long = [(i, n) for i, n in enumerate(counts) if n > self.max_tokens]
-        if too_long:
-            i, n = too_long[0]
-            raise APIError(400, f"input[{i}] is {n} tokens (instruction included); this model takes at most "
-                                f"{self.max_tokens}. Shorten or split the text", "input")  # fmt: skip
-        return sum(counts)
-
     @ray_serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005)
     async def embed_text(self, items: list[tuple[str, str]]) -> list[np.ndarray]:
         """One forward pass per prompt over the texts queued from all requests (the batch is set up in __init__)."""
         self.batch_sizes.append(len(items))
         del self.batch_sizes[:-1000]
-        return await asyncio.to_thread(self.encode_items, items)
-
-    def encode_items(self, items: list[tuple[str, str]]) -> list[np.ndarray]:
-        out: list[np.ndarray | None] = [None] * len(items)
-        for prompt in dict.fromkeys(p for _, p in items):
-            rows = [i for i, (_, p) in enumerate(items) if p == prompt]
-            texts = [items[i][0] for i in rows]
-            vectors = self.model.encode(texts, prompt=prompt, batch_size=len(texts), show_progress_bar=False)
-            for i, v in zip(rows, vectors):
-                out[i] = v.astype(np.float32)
-        return out
+        return await asyncio.to_thread(self.encoder.encode_items, items)
 
     @staticmethod
     def format_vector(vector: np.ndarray, encoding_format: str) -> list[float] | str:
