@@ -140,6 +140,31 @@ def instruction_template(model_dir: Path) -> str:
     raise ValueError(f"No INSTRUCTION_TEMPLATE in {model_dir / 'modeling_nvembed.py'}.")
 
 
+def supported_versions(model_dir: Path) -> dict[str, str]:
+    """The version ranges the folder's own configuration_nvembed.py supports (and checks when it loads), read without
+    importing it: {"transformers": ">=4.51,<6.0", "sentence_transformers": ">=5.4,<7.0"}."""
+    path = model_dir / "configuration_nvembed.py"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: the folder has no model code to state supported versions for.")
+    found = {}
+    for node in ast.parse(path.read_text(encoding="utf-8")).body:
+        if isinstance(node, ast.Assign):
+            for target in node.targets:
+                if getattr(target, "id", None) in ("SUPPORTED_TRANSFORMERS", "SUPPORTED_SENTENCE_TRANSFORMERS"):
+                    (lo_major, lo_minor), (hi_major, hi_minor) = ast.literal_eval(node.value)
+                    found[target.id] = f">={lo_major}.{lo_minor},<{hi_major}.{hi_minor}"
+    missing = {"SUPPORTED_TRANSFORMERS", "SUPPORTED_SENTENCE_TRANSFORMERS"} - set(found)
+    if missing:
+        raise ValueError(
+            f"{path} defines no {sorted(missing)}: it predates the version check; re-save the folder with "
+            "convert_to_nvembed.save_nvembed_folder."
+        )
+    return {
+        "transformers": found["SUPPORTED_TRANSFORMERS"],
+        "sentence_transformers": found["SUPPORTED_SENTENCE_TRANSFORMERS"],
+    }
+
+
 def widget_examples(
     instructions: Mapping[str, Mapping],
     query_prompt: str,
@@ -244,6 +269,7 @@ def render_card(
     results = to_eval_results(eval_results, instructions)
     training = training_sections(training_config)
     model_name = repo_id or model_dir.resolve().name
+    versions = supported_versions(model_dir)
 
     card_data = ModelCardData(
         base_model=base_model,
@@ -256,6 +282,8 @@ def render_card(
         pipeline_tag="sentence-similarity",
         tags=list(TAGS),
         widget=widget_examples(instructions, query_prompt, template, widget_query, widget_passages),
+        # Not a Hub-defined field: the ranges the folder's code checks when it loads (see the card's Requirements).
+        supported_versions=versions,
     )
     text_config = config.get("text_config") or {}
     latent = config.get("latent_attention_config") or {}
@@ -282,6 +310,8 @@ def render_card(
         training=training,
         results=results,
         citation=CITATION,
+        transformers_range=versions["transformers"],
+        sentence_transformers_range=versions["sentence_transformers"],
     )
     if write:
         card.save(model_dir / "README.md")

@@ -211,6 +211,21 @@ def model_dir(tiny_nvembed_folder, tmp_path) -> Path:
 # ---------------------------------------------------------------- card
 
 
+def test_card_states_supported_versions_of_the_folders_code(model_dir):
+    """Metadata and body name the ranges the folder's configuration_nvembed.py checks when it loads."""
+    code = (model_dir / "configuration_nvembed.py").read_text()
+    assert "SUPPORTED_TRANSFORMERS = ((4, 51), (6, 0))" in code
+    code = code.replace("SUPPORTED_TRANSFORMERS = ((4, 51), (6, 0))", "SUPPORTED_TRANSFORMERS = ((4, 53), (6, 0))")
+    (model_dir / "configuration_nvembed.py").write_text(code)  # the card follows the folder's code, not the repo's
+    card = render_card(model_dir, base_model=BASE_MODEL, repo_id="org/nvembed-tiny")
+    meta = metadata_load(model_dir / "README.md")
+    assert meta["supported_versions"] == {"transformers": ">=4.53,<6.0", "sentence_transformers": ">=5.4,<7.0"}
+    assert 'pip install "transformers>=4.53,<6.0" "sentence-transformers>=5.4,<7.0"' in card.text
+    (model_dir / "configuration_nvembed.py").write_text(code.replace("SUPPORTED_SENTENCE_TRANSFORMERS", "OTHER"))
+    with pytest.raises(ValueError, match="SUPPORTED_SENTENCE_TRANSFORMERS"):
+        render_card(model_dir, base_model=BASE_MODEL)
+
+
 def test_card_metadata_round_trips(model_dir):
     eval_results = [
         EvalResult(
