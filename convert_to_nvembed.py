@@ -81,8 +81,16 @@ def convert(
     pooling_mode: str = "latent_attention",
     query_task: str = DEFAULT_QUERY_TASK,
     seed: int = 0,
+    latent_init: str = "identity",
 ) -> Path:
-    """Convert `source` (default: the bundled SmolLM2-135M-Instruct GGUF) into an NV-Embed folder at `output`."""
+    """Convert `source` (default: the bundled SmolLM2-135M-Instruct GGUF) into an NV-Embed folder at `output`.
+
+    latent_init: "identity" zeroes the output projections of the latent block's two residual branches, so the untrained
+        model equals mean pooling of the (bidirectional) backbone and training starts from the backbone's
+        representation; "random" keeps the release's random init (every text moved by a random perturbation).
+    """
+    if latent_init not in ("identity", "random"):
+        raise ValueError(f"latent_init must be 'identity' or 'random', got {latent_init!r}")
     source = default_backbone_path() if source is None else source
     backbone, tokenizer = load_backbone(source)
     hidden = backbone.config.hidden_size
@@ -114,9 +122,24 @@ def convert(
         raise ValueError(
             f"Backbone weights do not match its config: missing {missing[:5]}, unexpected {unexpected[:5]}"
         )
+    if latent_init == "identity" and model.latent_attention_model is not None:
+        zero_latent_residuals(model.latent_attention_model)
     model.set_tokenizer(tokenizer)
     save_nvembed_folder(model, output, query_prompt=format_instruction(query_task))
     return Path(output)
+
+
+def zero_latent_residuals(block) -> None:
+    """Zero the last linear layer of both residual branches (cross-attention `to_out`, the MLP's output layer): the
+    block then passes every token through unchanged, and the pooled output is the masked mean of the hidden states.
+    Gradients still reach every parameter from the first step (as in zero-initialised residual branches, ReZero)."""
+    attention, feed_forward = block.cross_attend_blocks
+    with torch.no_grad():
+        attention.fn.to_out.weight.zero_()
+        last = feed_forward.fn.net[-1]
+        last.weight.zero_()
+        if last.bias is not None:
+            last.bias.zero_()
 
 
 def save_nvembed_folder(
@@ -238,6 +261,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--pooling-mode", choices=["latent_attention", "mean", "last_token"], default="latent_attention"
     )
+    parser.add_argument(
+        "--latent-init",
+        choices=["identity", "random"],
+        default="identity",
+        help="identity: the untrained block equals mean pooling (zeroed residual outputs); random: the release's init",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
     out = convert(
@@ -248,6 +277,7 @@ def main(argv: list[str] | None = None) -> None:
         cross_dim_head=args.cross_dim_head,
         mask_type=args.mask_type,
         pooling_mode=args.pooling_mode,
+        latent_init=args.latent_init,
     )
     logger.info("wrote %s", out)
 

@@ -33,6 +33,8 @@ from mteb.abstasks import AbsTaskClassification, AbsTaskClustering, AbsTaskRetri
 from mteb.abstasks.retrieval_dataset_loaders import RetrievalSplitData
 from mteb.abstasks.task_metadata import TaskMetadata
 
+from eval.ood import INSTRUCTIONS as OOD_INSTRUCTIONS
+
 # The instruction of each task is owned by train.data (one source for training and evaluation).
 from train.data import TASKS as SOURCES
 
@@ -254,6 +256,30 @@ class DebianTagsPairsSTS(LocalSTSTask):
     )
 
 
+class InfoSectionRetrieval(LocalRetrievalTask):
+    metadata = TaskMetadata(
+        name="info_section",
+        description="Out of domain: find a GNU Info manual section's text from its title (eval/ood.py).",
+        dataset=_local_dataset("info_section"),
+        type="Retrieval",
+        main_score="ndcg_at_10",
+        prompt={"query": OOD_INSTRUCTIONS["info_section"]},
+        **_COMMON,
+    )
+
+
+class InfoManualClustering(LocalClusteringTask):
+    metadata = TaskMetadata(
+        name="info_manual",
+        description="Out of domain: cluster paragraphs of the GNU Info manuals by manual (eval/ood.py).",
+        dataset=_local_dataset("info_manual"),
+        type="Clustering",
+        main_score="v_measure",
+        prompt=OOD_INSTRUCTIONS["info_manual"],
+        **_COMMON,
+    )
+
+
 LOCAL_TASKS: dict[str, type[_LocalDataMixin]] = {
     cls.metadata.name: cls
     for cls in (
@@ -262,8 +288,12 @@ LOCAL_TASKS: dict[str, type[_LocalDataMixin]] = {
         DebianSectionClassification,
         PydocModuleClustering,
         DebianTagsPairsSTS,
+        InfoSectionRetrieval,
+        InfoManualClustering,
     )
 }
+IN_DOMAIN_TASKS = tuple(SOURCES)
+OUT_OF_DOMAIN_TASKS = tuple(OOD_INSTRUCTIONS)
 KIND_OF_TYPE = {"Retrieval": "retrieval", "Classification": "classification", "Clustering": "clustering", "STS": "sts"}
 
 

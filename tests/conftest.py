@@ -89,7 +89,7 @@ def tiny_nvembed_folder(tiny_causal_lm, tmp_path_factory) -> Path:
     from convert_to_nvembed import convert
 
     out = tmp_path_factory.mktemp("tiny-nvembed")
-    return convert(tiny_causal_lm, out, num_latents=16, num_heads=2, cross_dim_head=8)
+    return convert(tiny_causal_lm, out, num_latents=16, num_heads=2, cross_dim_head=8, latent_init="random")
 
 
 @pytest.fixture()

@@ -232,12 +232,20 @@ def test_standard_mteb_task_offline_fails_fast_naming_the_dataset(tmp_path):
 
 
 def test_tasks_use_train_data_instruction_and_kind():
+    from eval import ood
+    from eval.tasks import IN_DOMAIN_TASKS, OUT_OF_DOMAIN_TASKS
     from train.data import TASKS
 
+    assert set(LOCAL_TASKS) == set(IN_DOMAIN_TASKS) | set(OUT_OF_DOMAIN_TASKS)
+    assert not set(OUT_OF_DOMAIN_TASKS) & set(TASKS)  # evaluation-only: no training builder
     for name, task_cls in LOCAL_TASKS.items():
         prompt = task_cls.metadata.prompt
-        assert (prompt["query"] if isinstance(prompt, dict) else prompt) == TASKS[name].instruction, name
-        assert KIND_OF_TYPE[task_cls.metadata.type] == TASKS[name].kind, name
+        prompt = prompt["query"] if isinstance(prompt, dict) else prompt
+        kind = KIND_OF_TYPE[task_cls.metadata.type]
+        if name in TASKS:
+            assert prompt == TASKS[name].instruction and kind == TASKS[name].kind, name
+        else:
+            assert prompt == ood.INSTRUCTIONS[name] and kind == ood.KINDS[name], name
 
 
 def test_compare_parses_named_system_specs():

@@ -39,10 +39,13 @@ class RunConfig:
         base_model: an NV-Embed folder, or a causal-LM folder / .gguf to convert first (None: bundled SmolLM2).
         mask_type: "b" bidirectional (the paper) or "c" causal (ablation).
         pooling_mode: "latent_attention" (the paper), "mean" or "last_token" (ablations).
+        latent_init: how a converted base model's latent block starts: "identity" (zeroed residual outputs: the
+            untrained model equals mean pooling of the backbone) or "random" (the release's init).
         stages: one or two StageConfigs (one stage: the paper's single-stage ablation).
-        lora: LoRA on the backbone (rank 16, alpha 32 in the paper); False fine-tunes all weights.
-        lora_layers: apply LoRA to the top N decoder layers only. The layers below carry no trainable weights, so
-            backward stops above them: the CPU demo's main saving (its forward cost stays).
+        lora: LoRA on the backbone (rank 16, alpha 32 in the paper); False fine-tunes the weights themselves.
+        train_layers: train only the top N decoder layers (LoRA adapters on them with `lora: true`, their full weights
+            with `lora: false`); the embeddings and the layers below are frozen, so backward stops above them: the
+            CPU recipes' main saving (the forward cost stays). None: every layer.
         temperature: InfoNCE temperature (0.01 in the paper, i.e. scale 100).
         cached_loss: CachedMultipleNegativesRankingLoss (GradCache) for large batches on small memory.
         mini_batch_size: the cached loss's chunk size.
@@ -51,6 +54,10 @@ class RunConfig:
             `gather_across_devices`); no effect in a single process.
         gradient_checkpointing: recompute activations in backward to save memory.
         mining_model: "teacher" (bundled all-MiniLM-L6-v2) or "self" (the model being trained).
+        distill_weight: weight of in-batch similarity distillation from the bundled all-MiniLM-L6-v2 (KL between the
+            teacher's and the student's softmax over each anchor's batch candidates, added to the ranking loss);
+            0 switches it off (the paper's recipe).
+        distill_temperature: temperature of the teacher's softmax in that term.
         max_seq_length: tokens per text during training.
     """
 
@@ -59,12 +66,13 @@ class RunConfig:
     num_latents: int = 512
     mask_type: str = "b"
     pooling_mode: str = "latent_attention"
+    latent_init: str = "identity"
     stages: list[StageConfig] = field(default_factory=list)
     lora: bool = True
     lora_rank: int = 16
     lora_alpha: int = 32
     lora_dropout: float = 0.0
-    lora_layers: int | None = None  # LoRA on the top N decoder layers only (None: all); lower layers get no backward
+    train_layers: int | None = None  # train the top N decoder layers only (None: all); lower layers get no backward
     temperature: float = 0.01
     cached_loss: bool = False
     mini_batch_size: int = 8
@@ -74,6 +82,8 @@ class RunConfig:
         "auto"  # "auto": bf16 where the hardware has it (GPU with bf16, CPU with AMX/avx512_bf16), else fp32
     )
     mining_model: str = "teacher"
+    distill_weight: float = 0.0
+    distill_temperature: float = 0.05
     relative_margin: float = 0.05  # positive-aware mining: keep negatives scoring below 95% of the positive
     mining_cache_dir: str = "runs/mined-cache"  # shared by runs: mining with the fixed teacher depends only on data
     max_seq_length: int = 128
@@ -86,10 +96,19 @@ class RunConfig:
             raise ValueError(f"mask_type must be 'b' or 'c', got {self.mask_type!r}")
         if self.pooling_mode not in ("latent_attention", "mean", "last_token"):
             raise ValueError(f"pooling_mode must be latent_attention, mean or last_token, got {self.pooling_mode!r}")
+        if self.latent_init not in ("identity", "random"):
+            raise ValueError(f"latent_init must be 'identity' or 'random', got {self.latent_init!r}")
         if self.mining_model not in ("teacher", "self"):
             raise ValueError(f"mining_model must be 'teacher' or 'self', got {self.mining_model!r}")
         if self.bf16 not in ("auto", True, False):
             raise ValueError(f"bf16 must be 'auto', true or false, got {self.bf16!r}")
+        if self.train_layers is not None and self.train_layers < 1:
+            raise ValueError(f"train_layers must be >= 1 or null (all layers), got {self.train_layers}")
+        if self.distill_weight < 0 or not 0 < self.distill_temperature:
+            raise ValueError(
+                f"distill_weight must be >= 0 and distill_temperature > 0, got {self.distill_weight}, "
+                f"{self.distill_temperature}"
+            )
         if not 0 < self.temperature:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
         self.stages = [s if isinstance(s, StageConfig) else _build(StageConfig, s, "stages[]") for s in self.stages]

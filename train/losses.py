@@ -46,3 +46,69 @@ class HardNegativesOnlyRankingLoss(MultipleNegativesRankingLoss):
         scores = torch.einsum("bd,bkd->bk", anchors, candidates) * self.scale  # (B, 1 + n)
         target = torch.zeros(scores.shape[0], dtype=torch.long, device=scores.device)  # the positive is column 0
         return F.cross_entropy(scores, target)
+
+
+def similarity_distillation(
+    embeddings: list[torch.Tensor], teacher: torch.Tensor, scale: float, teacher_scale: float
+) -> torch.Tensor:
+    """KL(teacher || student) of each anchor's softmax over every candidate of the batch (in-batch distillation).
+
+    Args:
+        embeddings: the student's columns (anchor, positive, negative_1, ...), each (B, d).
+        teacher: (B, k * d_t): each row's L2-normalized teacher vectors of the same k columns, concatenated (the
+            dataset's `label` column, cached once before training: see `train.distill`).
+        scale, teacher_scale: 1 / temperature of the student's and the teacher's softmax.
+
+    The candidates are ordered as MultipleNegativesRankingLoss orders them (all positives, then all first negatives,
+    ...), so with distillation weight w the loss is MNRL + w * KL. The teacher's scores are soft, so items of the
+    same label in a classification batch are not pushed apart as they would be as in-batch negatives.
+    """
+    batch, k = embeddings[0].shape[0], len(embeddings)
+    if teacher is None or teacher.dim() != 2 or teacher.shape[0] != batch or teacher.shape[1] % k:
+        shape = None if teacher is None else tuple(teacher.shape)
+        raise ValueError(
+            f"Similarity distillation needs a (batch, {k} * teacher_dim) `label` column of cached teacher vectors; "
+            f"got {shape}. Set distill_weight: 0 or let train.distill add the column."
+        )
+    t = teacher.view(batch, k, -1).to(embeddings[0].dtype)
+    t_queries, t_docs = t[:, 0], t[:, 1:].transpose(0, 1).reshape((k - 1) * batch, -1)
+    s_queries = F.normalize(embeddings[0], dim=-1)
+    s_docs = F.normalize(torch.cat(embeddings[1:]), dim=-1)
+    log_student = F.log_softmax(s_queries @ s_docs.T * scale, dim=-1)
+    target = F.softmax(t_queries @ t_docs.T * teacher_scale, dim=-1)
+    return F.kl_div(log_student, target, reduction="batchmean")
+
+
+class _DistillationMixin:
+    """Adds `distill_weight * similarity_distillation(...)` to a ranking loss that computes embeddings once."""
+
+    def _init_distillation(self, distill_weight: float, teacher_scale: float) -> None:
+        self.distill_weight = distill_weight
+        self.teacher_scale = teacher_scale
+
+    def compute_loss_from_embeddings(self, embeddings: list[torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
+        loss = super().compute_loss_from_embeddings(embeddings, labels)
+        return loss + self.distill_weight * similarity_distillation(embeddings, labels, self.scale, self.teacher_scale)
+
+
+class DistilledMultipleNegativesRankingLoss(_DistillationMixin, MultipleNegativesRankingLoss):
+    """MultipleNegativesRankingLoss + in-batch similarity distillation from cached teacher vectors (`label` column).
+
+    Args:
+        model: the SentenceTransformer being trained.
+        scale: 1 / temperature of MNRL and of the student's distillation softmax.
+        distill_weight: weight of the KL term.
+        teacher_scale: 1 / temperature of the teacher's softmax.
+    """
+
+    def __init__(self, model, scale: float = 20.0, distill_weight: float = 1.0, teacher_scale: float = 20.0, **kwargs):
+        super().__init__(model, scale=scale, similarity_fct=cos_sim, **kwargs)
+        self._init_distillation(distill_weight, teacher_scale)
+
+
+class DistilledHardNegativesOnlyRankingLoss(_DistillationMixin, HardNegativesOnlyRankingLoss):
+    """HardNegativesOnlyRankingLoss + in-batch similarity distillation (soft teacher scores over the whole batch)."""
+
+    def __init__(self, model, scale: float = 20.0, distill_weight: float = 1.0, teacher_scale: float = 20.0):
+        super().__init__(model, scale=scale)
+        self._init_distillation(distill_weight, teacher_scale)

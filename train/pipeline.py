@@ -33,7 +33,11 @@ from convert_to_nvembed import convert, save_nvembed_folder
 from modeling_nvembed import format_instruction
 from nvembed_defaults import peer_model_path
 from train.config import RunConfig, StageConfig, load_config
-from train.losses import HardNegativesOnlyRankingLoss
+from train.losses import (
+    DistilledHardNegativesOnlyRankingLoss,
+    DistilledMultipleNegativesRankingLoss,
+    HardNegativesOnlyRankingLoss,
+)
 
 
 logger = logging.getLogger(__name__)
@@ -71,6 +75,7 @@ def prepare_base_model(cfg: RunConfig) -> Path:
                 num_latents=cfg.num_latents,
                 mask_type=cfg.mask_type,
                 pooling_mode=cfg.pooling_mode,
+                latent_init=cfg.latent_init,
             )
     return base
 
@@ -79,26 +84,44 @@ def load_for_training(folder: Path, cfg: RunConfig, device: str) -> SentenceTran
     model = SentenceTransformer(str(folder), trust_remote_code=True, device=device)
     model.max_seq_length = cfg.max_seq_length
     nvembed = model[0].model
+    total = nvembed.config.text_config.num_hidden_layers
+    top = list(range(max(0, total - cfg.train_layers), total)) if cfg.train_layers is not None else None
     if cfg.lora:
         from peft import LoraConfig, get_peft_model
 
         # sentence-transformers' add_adapter fails with transformers 5.24 + peft 0.21, so LoRA goes on the backbone.
-        layers = None
-        if cfg.lora_layers is not None:
-            total = nvembed.config.text_config.num_hidden_layers
-            layers = list(range(max(0, total - cfg.lora_layers), total))
         lora = LoraConfig(
             r=cfg.lora_rank,
             lora_alpha=cfg.lora_alpha,
             lora_dropout=cfg.lora_dropout,
             target_modules=LORA_TARGETS,
-            layers_to_transform=layers,
-            layers_pattern="layers" if layers is not None else None,
+            layers_to_transform=top,
+            layers_pattern="layers" if top is not None else None,
         )
         nvembed.embedding_model = get_peft_model(nvembed.embedding_model, lora)
+    elif top is not None:
+        freeze_below(nvembed.embedding_model, top[0])
     if cfg.gradient_checkpointing:
         nvembed.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     return model
+
+
+def freeze_below(backbone, first_trained: int) -> None:
+    """Full fine-tuning of the top layers: freeze the embeddings and decoder layers below `first_trained` (the final
+    norm and the layers from `first_trained` up stay trainable)."""
+    frozen = 0
+    for name, param in backbone.named_parameters():
+        parts = name.split(".")
+        if "layers" in parts:
+            index = int(parts[parts.index("layers") + 1])
+            if index < first_trained:
+                param.requires_grad_(False)
+                frozen += 1
+        elif "embed_tokens" in parts:
+            param.requires_grad_(False)
+            frozen += 1
+    if frozen == 0:
+        raise ValueError(f"train_layers: found no embedding or decoder-layer parameters to freeze in {type(backbone)}")
 
 
 def task_specs():
@@ -128,15 +151,25 @@ def stage_datasets(stage: StageConfig, cfg: RunConfig, miner) -> tuple[dict, dic
         if spec.kind == "retrieval" and stage.num_hard_negatives > 0:
             data = mine_negatives(data, task, stage.num_hard_negatives, cfg, miner)
         check_columns(data, task)
+        if cfg.distill_weight > 0:
+            data = with_teacher_vectors(data, task, cfg, miner)
         datasets[task] = data
         kinds[task] = spec.kind
         prompts[task] = {"anchor": format_instruction(spec.instruction)}
     scale = 1.0 / cfg.temperature
     gather = cfg.gather_across_devices and distributed_state().num_processes > 1
     losses = {}
+    distill = {"distill_weight": cfg.distill_weight, "teacher_scale": 1.0 / cfg.distill_temperature}
+    if cfg.distill_weight > 0 and (cfg.cached_loss or gather):
+        raise ValueError("distill_weight > 0 works with the plain losses on one process: set cached_loss: false.")
     for task, data in datasets.items():
         if kinds[task] != "retrieval" and not stage.in_batch_negatives_for_non_retrieval:
-            losses[task] = HardNegativesOnlyRankingLoss(miner.student, scale=scale)
+            if cfg.distill_weight > 0:
+                losses[task] = DistilledHardNegativesOnlyRankingLoss(miner.student, scale=scale, **distill)
+            else:
+                losses[task] = HardNegativesOnlyRankingLoss(miner.student, scale=scale)
+        elif cfg.distill_weight > 0:
+            losses[task] = DistilledMultipleNegativesRankingLoss(miner.student, scale=scale, **distill)
         elif cfg.cached_loss:
             losses[task] = CachedMultipleNegativesRankingLoss(
                 miner.student, scale=scale, mini_batch_size=cfg.mini_batch_size, gather_across_devices=gather
@@ -167,8 +200,10 @@ class Miner:
 
     @property
     def model(self) -> SentenceTransformer:
-        if self.cfg.mining_model == "self":
-            return self.student
+        return self.student if self.cfg.mining_model == "self" else self.teacher
+
+    @property
+    def teacher(self) -> SentenceTransformer:
         if self._teacher is None:
             self._teacher = SentenceTransformer(str(peer_model_path()), device=self.device)
             # Mine on the text the student sees: same truncation (and 2-4x cheaper than the teacher's 256 tokens).
@@ -185,6 +220,15 @@ def mine_negatives(data: Dataset, task: str, num_negatives: int, cfg: RunConfig,
         if (cache / "dataset_info.json").is_file():
             return load_from_disk(str(cache))
         return _mine_and_cache(data, num_negatives, cfg, miner, cache)
+
+
+def with_teacher_vectors(data: Dataset, task: str, cfg: RunConfig, miner: Miner) -> Dataset:
+    """The rows with the teacher's vectors as `label` (train.distill), cached beside the mined negatives."""
+    from train.distill import add_teacher_vectors
+
+    cache = Path(cfg.mining_cache_dir) / f"teacher-{task}-len{cfg.max_seq_length}-{len(data)}-{data._fingerprint}"
+    with distributed_state().main_process_first():
+        return add_teacher_vectors(data, miner.teacher, cache)
 
 
 def _mine_and_cache(data: Dataset, num_negatives: int, cfg: RunConfig, miner: Miner, cache: Path) -> Dataset:

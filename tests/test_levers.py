@@ -1,0 +1,167 @@
+"""The training levers of issue 11: identity latent init, in-batch distillation, the levers sweep's overrides, and the
+out-of-domain evaluation tasks."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from train.config import RunConfig, StageConfig
+from train.losses import DistilledMultipleNegativesRankingLoss, similarity_distillation
+
+
+def test_identity_latent_init_equals_mean_pooling_of_the_backbone(tiny_causal_lm, tmp_path):
+    from convert_to_nvembed import convert
+    from modeling_nvembed import NVEmbedModel, format_instruction, masked_mean
+
+    instruction = format_instruction("Given a query, retrieve relevant passages")
+    texts = ["gzip compresses files", "the quick brown fox jumps over the lazy dog"]
+    embeddings = {}
+    for init in ("identity", "random"):
+        folder = convert(
+            tiny_causal_lm, tmp_path / init, num_latents=16, num_heads=2, cross_dim_head=8, latent_init=init
+        )
+        model = NVEmbedModel.from_pretrained(folder).eval()
+        batch = model.tokenize(texts, instruction=instruction)
+        with torch.no_grad():
+            hidden = model.embedding_model(
+                input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
+            ).last_hidden_state
+            embeddings[init] = model(**batch)["sentence_embeddings"]
+        expected = F.normalize(masked_mean(hidden, batch["pool_mask"]), dim=-1)
+        if init == "identity":
+            torch.testing.assert_close(embeddings[init], expected, atol=1e-6, rtol=1e-5)
+        else:  # the release's random init moves every text away from the mean
+            assert (embeddings[init] - expected).abs().max() > 1e-3
+        # the pooled rows are text + EOS only: the instruction is attended to, not pooled
+        assert (batch["pool_mask"].sum(1) < batch["attention_mask"].sum(1)).all()
+
+
+def test_identity_latent_init_still_trains_every_latent_parameter(tiny_causal_lm, tmp_path):
+    from convert_to_nvembed import convert
+    from modeling_nvembed import NVEmbedModel
+
+    folder = convert(tiny_causal_lm, tmp_path / "m", num_latents=16, num_heads=2, cross_dim_head=8)
+    model = NVEmbedModel.from_pretrained(folder)
+    batch = model.tokenize(["gzip compresses files", "a fox"])
+    opt = torch.optim.SGD(model.latent_attention_model.parameters(), lr=0.5)
+    for _ in range(2):  # step 1 moves the zeroed output layers; after it, gradients reach q/kv/latents too
+        opt.zero_grad()
+        out = model(**batch)["sentence_embeddings"]
+        (out[0] @ out[1]).backward()
+        opt.step()
+    grads = {n: p.grad.abs().sum().item() for n, p in model.latent_attention_model.named_parameters()}
+    assert all(g > 0 for n, g in grads.items() if "norm" not in n), grads
+
+
+def test_similarity_distillation_matches_hand_computed_kl():
+    torch.manual_seed(0)
+    b, d, dt = 3, 5, 4
+    student = [torch.randn(b, d), torch.randn(b, d), torch.randn(b, d)]  # anchor, positive, negative_1
+    teacher_cols = [F.normalize(torch.randn(b, dt), dim=-1) for _ in range(3)]
+    teacher = torch.cat(teacher_cols, dim=1)  # (b, 3 * dt), the `label` column layout
+    scale, t_scale = 20.0, 10.0
+    got = similarity_distillation(student, teacher, scale, t_scale)
+    # by hand: row i's distribution over the 2b candidates [pos_0..pos_2, neg_0..neg_2]
+    s_docs = [F.normalize(x, dim=-1) for x in (student[1], student[2])]
+    t_docs = teacher_cols[1:]
+    expected = 0.0
+    for i in range(b):
+        q = F.normalize(student[0][i], dim=-1)
+        s_scores = torch.tensor([float(q @ doc[j]) * scale for doc in s_docs for j in range(b)])
+        t_scores = torch.tensor([float(teacher_cols[0][i] @ doc[j]) * t_scale for doc in t_docs for j in range(b)])
+        p = torch.softmax(t_scores, 0)
+        expected += float((p * (p.log() - torch.log_softmax(s_scores, 0))).sum())
+    assert math.isclose(float(got), expected / b, rel_tol=1e-5)
+    # a student that reproduces the teacher's scores (same vectors, same scale) has nothing left to learn
+    assert float(similarity_distillation(teacher_cols, teacher, t_scale, t_scale)) < 1e-6
+
+
+def test_similarity_distillation_refuses_a_missing_teacher_column():
+    student = [torch.randn(2, 4), torch.randn(2, 4)]
+    with pytest.raises(ValueError, match="label"):
+        similarity_distillation(student, None, 20.0, 20.0)
+    with pytest.raises(ValueError, match="teacher"):
+        similarity_distillation(student, torch.randn(2, 7), 20.0, 20.0)  # 7 is not 2 columns x d_t
+
+
+def test_distilled_mnrl_is_mnrl_plus_weighted_kl(tiny_nvembed_folder):
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+
+    model = SentenceTransformer(str(tiny_nvembed_folder), trust_remote_code=True, device="cpu")
+    loss = DistilledMultipleNegativesRankingLoss(model, scale=20.0, distill_weight=0.5, teacher_scale=10.0)
+    plain = MultipleNegativesRankingLoss(model, scale=20.0)
+    torch.manual_seed(1)
+    emb = [torch.randn(4, 32), torch.randn(4, 32)]
+    teacher = F.normalize(torch.randn(4, 2, 6), dim=-1).reshape(4, 12)
+    got = loss.compute_loss_from_embeddings(emb, teacher)
+    want = plain.compute_loss_from_embeddings(emb, None) + 0.5 * similarity_distillation(emb, teacher, 20.0, 10.0)
+    torch.testing.assert_close(got, want)
+
+
+def test_levers_overrides_replace_keys_and_stages():
+    from eval.levers import apply_overrides
+
+    base = RunConfig(
+        stages=[StageConfig(tasks=["a"], max_steps=10, batch_size=16), StageConfig(tasks=["a", "b"], max_steps=5)]
+    )
+    cfg = apply_overrides(
+        base, {"lora": False, "all_stages": {"batch_size": 32}, "stages": [{"max_steps": 40}, {"max_steps": 0}]}
+    )
+    assert cfg.lora is False and base.lora is True
+    assert [(s.max_steps, s.batch_size) for s in cfg.stages] == [(40, 32)]  # max_steps 0 drops stage 2
+    with pytest.raises(TypeError):
+        apply_overrides(base, {"all_stages": {"no_such_key": 1}})
+    with pytest.raises(TypeError):
+        apply_overrides(base, {"no_such_key": 1})
+
+
+def test_ood_info_tasks_parse_sections_and_keep_splits_apart(tmp_path):
+    import gzip
+
+    from eval import ood
+
+    node = (
+        "\x1f\nFile: demo.info,  Node: {node},  Next: x,  Up: Top\n\n{num} {title}\n{rule}\n\n"
+        "{para}\n\n     an indented example line that is not prose at all but code\n\n* Menu:\n\n* Other::\n"
+    )
+    words = "files archives compress streams network clocks fonts printers kernels shells".split()
+    for manual in ("alpha", "beta"):
+        nodes = []
+        for i in range(12):
+            para = f"number {i} " + " ".join(f"{manual} {words[(i + j) % len(words)]}" for j in range(12))
+            nodes.append(
+                node.format(node=f"n{i}", num=f"1.{i}", title=f"{manual} section {i} title", rule="=" * 20, para=para)
+            )
+        (tmp_path / f"{manual}.info.gz").write_bytes(gzip.compress(("header\n" + "".join(nodes)).encode()))
+    built = ood.build(tmp_path)
+    sections = built["info_section"]
+    assert {r["id"] for r in sections["dev"]}.isdisjoint(r["id"] for r in sections["test"])
+    assert len(sections["dev"]) + len(sections["test"]) == 24
+    row = sections["dev"][0]
+    assert row["query"].endswith("title") and not row["query"][0].isdigit()  # numbering stripped
+    assert "indented example" not in row["passage"] and "Menu" not in row["passage"]
+    labels = {r["label"] for split in built["info_manual"].values() for r in split}
+    assert labels == {"alpha", "beta"}
+    with pytest.raises(ood.InfoManualsMissingError, match="info"):
+        ood.build(tmp_path / "empty")
+
+
+@pytest.mark.slow
+def test_ood_tasks_share_no_text_with_any_training_task():
+    from eval import ood
+    from train.data import TASKS, training_pairs
+
+    built = ood.build()
+    ood_texts = {r.get("passage") or r.get("text") for split in built["info_section"].values() for r in split}
+    ood_texts |= {r["text"] for split in built["info_manual"].values() for r in split}
+    ood_texts |= {r["query"] for split in built["info_section"].values() for r in split}
+    assert len(ood_texts) > 500
+    for task in TASKS:
+        pairs = training_pairs(task)
+        train_texts = {
+            t for column in ("anchor", "positive", "negative_1") if column in pairs.column_names for t in pairs[column]
+        }
+        assert not (ood_texts & train_texts), task
