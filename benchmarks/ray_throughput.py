@@ -2,7 +2,8 @@
 1 vs 2 workers, measured side by side in one run on one local Ray instance.
 
     .venv/bin/python benchmarks/ray_throughput.py [--model PATH] [--clients 8] [--requests 25] [--rounds 2]
-        [--num-texts 480] [--rows-per-file 40]
+        [--num-texts 80] [--rows-per-file 10] [--corpus-rounds 2]
+        [--name ray_throughput]
 
 Serving: two deployments of the same model run at once on 127.0.0.1, one replica each with 1 CPU (1 torch thread):
 `batched` (max_batch_size 32, 5 ms wait) and `unbatched` (max_batch_size 1). `--clients` threads each send
@@ -11,17 +12,20 @@ alternate `--rounds` times (batched, unbatched, batched, ...). Reported per mode
 its rounds), p50 / p95 latency, failed requests, and the largest batch the replica saw.
 
 Corpus: the serve apps are shut down, then `encode_corpus` embeds `--num-texts` synthetic passages (20-60 words)
-with 1 worker (2 torch threads) and with 2 workers (1 thread each), each into a fresh folder. Reported: end-to-end
-texts/s (including starting the actors and loading the model in each) and steady texts/s (rows / time from the first
-part's start to the last part's end: every replica is loaded before the first part is handed out), and whether the
-two runs wrote the same vectors.
+with 1 worker (2 torch threads) and with 2 workers (1 thread each), alternating for `--corpus-rounds` rounds, each
+into a fresh folder. Reported: end-to-end texts/s (including starting the actors and loading the model in each) and
+steady texts/s (rows / time from the first part's start to the last part's end: every replica is loaded before the
+first part is handed out), the 2 / 1 ratios per round, and whether all runs wrote the same vectors.
 
-The model defaults to the bundled SmolLM2-135M converted to NV-Embed (512 latents), cached under benchmarks/.cache.
+The model defaults to the bundled SmolLM2-135M converted to NV-Embed (512 latents), cached under benchmarks/.cache;
+any SentenceTransformer folder works (`ray_throughput_minilm.txt`: the bundled all-MiniLM-L6-v2, 22M parameters,
+whose cheaper forward leaves more of each request to the server itself).
 """
 
 import argparse
 import collections
 import json
+import os
 import random
 import statistics
 import sys
@@ -166,29 +170,34 @@ def bench_corpus(report: Report, model: str, args) -> None:
 
     report()
     report(f"## corpus: {args.num_texts} synthetic passages of 20-60 words, {args.rows_per_file} rows per part, "
-           "batch 32")  # fmt: skip
-    report(f"{'workers':>7}  {'threads each':>12}  {'rows':>5}  {'wall s':>6}  {'end-to-end texts/s':>18}  "
-           f"{'steady texts/s':>14}  {'replicas used':>13}")  # fmt: skip
+           f"batch 32; 1 and 2 workers alternate, {args.corpus_rounds} rounds")  # fmt: skip
+    report(f"{'round':>5}  {'workers':>7}  {'threads each':>12}  {'rows':>5}  {'wall s':>6}  "
+           f"{'end-to-end texts/s':>18}  {'steady texts/s':>14}  {'replicas used':>13}")  # fmt: skip
+    rates, vectors = {1: [], 2: []}, {}
     with tempfile.TemporaryDirectory() as tmp:
         corpus = write_corpus(Path(tmp) / "corpus.jsonl", args.num_texts)
         cfg = EncodeConfig(model=model, inputs=[str(corpus)], id_column="id", rows_per_file=args.rows_per_file)
-        rates, vectors = {}, {}
-        for workers in (1, 2):
-            out = Path(tmp) / f"out-{workers}"
-            start = time.perf_counter()
-            result = encode_corpus(cfg, out, num_workers=workers, cpus_per_worker=2 // workers)
-            wall = time.perf_counter() - start
-            first = min(result["finished_at"][i] - result["part_seconds"][i] for i in result["encoded"])
-            steady = result["rows"] / (max(result["finished_at"].values()) - first)
-            rates[workers] = (result["rows"] / wall, steady)
-            table = pq.read_table(sorted(out.glob("part-*.parquet")))
-            vectors[workers] = np.stack(table["embedding"].to_numpy(zero_copy_only=False))
-            report(f"{workers:>7}  {2 // workers:>12}  {result['rows']:>5}  {wall:>6.1f}  {rates[workers][0]:>18.1f}  "
-                   f"{steady:>14.1f}  {len(result['workers']):>13}")  # fmt: skip
+        for round_ in range(args.corpus_rounds):
+            for workers in (1, 2):
+                out = Path(tmp) / f"out-{round_}-{workers}"
+                start = time.perf_counter()
+                result = encode_corpus(cfg, out, num_workers=workers, cpus_per_worker=2 // workers)
+                wall = time.perf_counter() - start
+                first = min(result["finished_at"][i] - result["part_seconds"][i] for i in result["encoded"])
+                steady = result["rows"] / (max(result["finished_at"].values()) - first)
+                rates[workers].append((result["rows"] / wall, steady))
+                table = pq.read_table(sorted(out.glob("part-*.parquet")))
+                vectors[round_, workers] = np.stack(table["embedding"].to_numpy(zero_copy_only=False))
+                report(f"{round_:>5}  {workers:>7}  {2 // workers:>12}  {result['rows']:>5}  {wall:>6.1f}  "
+                       f"{rates[workers][-1][0]:>18.1f}  {steady:>14.1f}  {len(result['workers']):>13}")  # fmt: skip
+    end_to_end = [two[0] / one[0] for one, two in zip(rates[1], rates[2])]
+    steady = [two[1] / one[1] for one, two in zip(rates[1], rates[2])]
+    spread = max(float(np.abs(v - vectors[0, 1]).max()) for v in vectors.values())
     report(
-        f"2 vs 1 workers: end-to-end x{rates[2][0] / rates[1][0]:.2f}, steady x{rates[2][1] / rates[1][1]:.2f}; "
-        f"max |difference| of the vectors: {np.abs(vectors[2] - vectors[1]).max():.2e}"
+        f"2 vs 1 workers, per round: end-to-end {', '.join(f'x{r:.2f}' for r in end_to_end)}; "
+        f"steady {', '.join(f'x{r:.2f}' for r in steady)}"
     )
+    report(f"max |difference| between the vectors of all runs: {spread:.2e}")
 
 
 def main(argv=None) -> None:
@@ -197,15 +206,18 @@ def main(argv=None) -> None:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--requests", type=int, default=25, help="per client and round")
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--num-texts", type=int, default=480)
-    parser.add_argument("--rows-per-file", type=int, default=40)
+    parser.add_argument("--num-texts", type=int, default=80)
+    parser.add_argument("--rows-per-file", type=int, default=10)
+    parser.add_argument("--corpus-rounds", type=int, default=2)
+    parser.add_argument("--name", default="ray_throughput", help="results file: benchmarks/results/NAME.txt")
     args = parser.parse_args(argv)
     import ray
 
     model = str(Path(args.model).resolve()) if args.model else str(converted_folder())
-    report = Report("ray_throughput")
+    report = Report(args.name)
     report(f"model: {model}")
     report("Ray: a local instance with num_cpus=2 (all of this machine's 2 cores, which other jobs share)")
+    report(f"niceness of this run: {os.nice(0)} (19 gets only the CPU time that jobs at niceness 0 leave)")
     report()
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     bench_serving(report, model, args)
