@@ -104,8 +104,8 @@ def quick_dev_scores(folder: Path, tasks, limit: int, max_seq_length: int) -> di
 
     from train.demo import compare as dev_compare
 
-    loader = {"NV-Embed": lambda: SentenceTransformer(str(folder), trust_remote_code=True, device="cpu")}
-    row = dev_compare(loader, tasks, limit, max_seq_length)["NV-Embed"]
+    loader = {"NV-Embed": (lambda: SentenceTransformer(str(folder), trust_remote_code=True, device="cpu"), True)}
+    row = dev_compare(loader, limit, max_seq_length)["NV-Embed"]
     return {task: row[task] for task in tasks}
 
 

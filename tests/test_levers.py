@@ -165,3 +165,62 @@ def test_ood_tasks_share_no_text_with_any_training_task():
             t for column in ("anchor", "positive", "negative_1") if column in pairs.column_names for t in pairs[column]
         }
         assert not (ood_texts & train_texts), task
+
+
+def test_run_monitor_writes_the_dev_curve_with_cpu_minutes_that_add_up_over_restarts(tmp_path):
+    from train.monitor import RunMonitor, main_scores, read_curve
+
+    metrics = {"eval_debian_description_cosine_ndcg@10": 0.5, "eval_debian_tags_pairs_spearman_cosine": 0.25}
+    assert main_scores(metrics) == {"debian_description": 0.5, "debian_tags_pairs": 0.25}
+
+    class State:
+        global_step = 3
+
+    first = RunMonitor(tmp_path, stage=1, steps_before=0, total_steps=10)
+    first.on_evaluate(None, State(), None, metrics=metrics)
+    rows = read_curve(tmp_path / "dev_curve.jsonl")
+    assert rows[0]["step"] == 3 and rows[0]["mean"] == pytest.approx(0.375)
+    assert (tmp_path / "dev_curve.png").is_file()
+    second = RunMonitor(tmp_path, stage=2, steps_before=6, total_steps=10)  # a resumed process
+    second.on_evaluate(None, State(), None, metrics=metrics)
+    rows = read_curve(tmp_path / "dev_curve.jsonl")
+    assert rows[1]["step"] == 9 and rows[1]["stage"] == 2
+    assert rows[1]["cpu_min"] >= rows[0]["cpu_min"]  # starts from the last row, not from zero
+
+
+def test_pipeline_with_eval_steps_scores_the_dev_sets_during_training(tiny_nvembed_folder, tmp_path, monkeypatch):
+    from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
+    from test_train import SPECS, toy_pairs
+
+    from train import monitor, pipeline
+    from train.monitor import read_curve
+
+    monkeypatch.setattr(pipeline, "training_pairs", toy_pairs)
+    monkeypatch.setattr(pipeline, "task_specs", lambda: SPECS)
+
+    def tiny_evaluators(limit, **kwargs):
+        return [
+            InformationRetrievalEvaluator(
+                queries={"q0": "gzip files", "q1": "quick fox"},
+                corpus={"d0": "gzip compresses files", "d1": "the quick brown fox"},
+                relevant_docs={"q0": {"d0"}, "q1": {"d1"}},
+                name="debian_description",
+                write_csv=False,
+            )
+        ]
+
+    monkeypatch.setattr(monitor, "dev_evaluators", tiny_evaluators)
+    cfg = RunConfig(
+        output_dir=str(tmp_path / "run"),
+        base_model=str(tiny_nvembed_folder),
+        stages=[StageConfig(tasks=["toy_retrieval"], max_steps=4, batch_size=8, num_hard_negatives=0)],
+        max_seq_length=32,
+        save_steps=2,
+        eval_steps=2,
+        logging_steps=1,
+        lora=False,
+    )
+    pipeline.train(cfg, tmp_path / "final")
+    rows = read_curve(tmp_path / "run" / "dev_curve.jsonl")
+    assert [r["step"] for r in rows] == [0, 2, 4]  # before training, then every eval_steps
+    assert all(0 <= r["scores"]["debian_description"] <= 1 for r in rows)

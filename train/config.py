@@ -59,6 +59,9 @@ class RunConfig:
             0 switches it off (the paper's recipe).
         distill_temperature: temperature of the teacher's softmax in that term.
         max_seq_length: tokens per text during training.
+        eval_steps: score the dev sets (train.monitor: in-domain and out-of-domain retrieval, STS) every N steps and
+            write the learning curve (`dev_curve.jsonl`/`.png`); None: no evaluation during training.
+        eval_queries: dev queries (and STS pairs) per task in that evaluation.
     """
 
     output_dir: str = "runs/demo"
@@ -88,6 +91,8 @@ class RunConfig:
     mining_cache_dir: str = "runs/mined-cache"  # shared by runs: mining with the fixed teacher depends only on data
     max_seq_length: int = 128
     save_steps: int = 20
+    eval_steps: int | None = None
+    eval_queries: int = 100
     logging_steps: int = 5
     seed: int = 42
 

@@ -246,8 +246,17 @@ def _mine_and_cache(data: Dataset, num_negatives: int, cfg: RunConfig, miner: Mi
         batch_size=64,
         verbose=False,
     )
-    mined.save_to_disk(str(cache))
+    save_atomically(mined, cache)
     return mined
+
+
+def save_atomically(data: Dataset, cache: Path) -> None:
+    """save_to_disk into a temporary folder, then rename: a kill mid-write never leaves a cache that looks finished."""
+    staging = cache.with_name(cache.name + ".tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    data.save_to_disk(str(staging))
+    shutil.rmtree(cache, ignore_errors=True)
+    staging.rename(cache)
 
 
 def load_saved_weights(model: SentenceTransformer, folder: str | Path) -> None:
@@ -295,11 +304,22 @@ def run_stage(model: SentenceTransformer, stage: StageConfig, index: int, cfg: R
         seed=cfg.seed,
         dataloader_num_workers=0,
         use_cpu=device == "cpu",
+        eval_strategy="steps" if cfg.eval_steps else "no",
+        eval_steps=cfg.eval_steps,
     )
-    trainer = NVEmbedTrainer(model=model, args=args, train_dataset=datasets, loss=losses)
+    from train.monitor import RunMonitor, dev_evaluators
+
+    steps_before = sum(s.max_steps for s in cfg.stages[: index - 1])
+    monitor = RunMonitor(cfg.output_dir, index, steps_before, sum(s.max_steps for s in cfg.stages))
+    evaluator = dev_evaluators(cfg.eval_queries) if cfg.eval_steps else None
+    trainer = NVEmbedTrainer(
+        model=model, args=args, train_dataset=datasets, loss=losses, evaluator=evaluator, callbacks=[monitor]
+    )
     last = get_last_checkpoint(str(stage_dir)) if stage_dir.is_dir() else None
     if last:
         logger.info("resuming stage %d from %s", index, last)
+    elif evaluator is not None and index == 1:
+        trainer.evaluate()  # the curve's first point: the model before any training step
     trainer.train(resume_from_checkpoint=last)
     state = distributed_state()
     if state.is_main_process:

@@ -81,7 +81,7 @@ STS_NEGATIVE_MAX_SCORE = 1.0
 
 # name -> (builder, version). The builder returns {split: rows}; rows carry ``_``-prefixed bookkeeping keys.
 BUILDERS: dict[str, tuple[Callable[[], dict[str, list[dict]]], str]] = {
-    "debian_description": (build_debian_description, "1"),
+    "debian_description": (build_debian_description, "2"),
     "pydoc_summary": (build_pydoc_summary, "1"),
     "debian_section": (build_debian_section, "1"),
     "pydoc_module": (build_pydoc_module, "1"),

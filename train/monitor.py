@@ -1,0 +1,189 @@
+"""What a long CPU run shows while it trains: dev scores every `eval_steps` (sentence-transformers' evaluators on small
+dev sets, in-domain and out-of-domain), the whole run's progress with an ETA, and the learning curve (dev score
+against CPU-minutes) as JSONL and PNG in the run's folder.
+
+The dev sets come from `train.data` (dev splits) and `eval.ood` (dev split of the out-of-domain tasks); the test
+splits are never read here.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import resource
+import time
+from pathlib import Path
+
+from transformers import TrainerCallback
+
+from modeling_nvembed import format_instruction
+
+
+logger = logging.getLogger(__name__)
+
+RETRIEVAL_DEV = ("debian_description", "pydoc_summary", "info_section")
+STS_DEV = ("debian_tags_pairs",)
+
+
+def _retrieval_rows(task: str) -> list[dict]:
+    if task == "info_section":
+        from eval.ood import build
+
+        return build()["info_section"]["dev"]
+    from train.data import load_source
+
+    return load_source(task)["dev"].to_list()
+
+
+def _instruction(task: str) -> str:
+    from eval.ood import INSTRUCTIONS
+    from train.data import TASKS
+
+    return TASKS[task].instruction if task in TASKS else INSTRUCTIONS[task]
+
+
+def dev_evaluators(limit: int = 100, instructions: bool = True, batch_size: int = 32) -> list:
+    """sentence-transformers evaluators: nDCG@10 on `limit` dev queries per retrieval task (corpus = their passages),
+    Spearman on `limit` dev pairs of the STS task. `instructions=False` for models that take none (MiniLM, raw)."""
+    from sentence_transformers.sentence_transformer.evaluation import (
+        EmbeddingSimilarityEvaluator,
+        InformationRetrievalEvaluator,
+    )
+
+    from train.data import load_source
+
+    evaluators = []
+    for task in RETRIEVAL_DEV:
+        rows = _retrieval_rows(task)[:limit]
+        evaluators.append(
+            InformationRetrievalEvaluator(
+                queries={f"q{i}": r["query"] for i, r in enumerate(rows)},
+                corpus={f"d{i}": r["passage"] for i, r in enumerate(rows)},
+                relevant_docs={f"q{i}": {f"d{i}"} for i in range(len(rows))},
+                query_prompt=format_instruction(_instruction(task)) if instructions else None,
+                name=task,
+                batch_size=batch_size,
+                write_csv=False,
+                ndcg_at_k=[10],
+                mrr_at_k=[10],
+                accuracy_at_k=[1],
+                precision_recall_at_k=[10],
+                map_at_k=[10],
+            )
+        )
+    for task in STS_DEV:
+        rows = load_source(task)["dev"].to_list()[:limit]
+        # Symmetric task: NV-Embed gives both sides the instruction; ST's evaluator takes no prompt, so it is prepended
+        # to the texts (sentence-transformers then pools it too: a small difference from mteb's scoring).
+        prefix = format_instruction(_instruction(task)) if instructions else ""
+        evaluators.append(
+            EmbeddingSimilarityEvaluator(
+                [prefix + r["sentence1"] for r in rows],
+                [prefix + r["sentence2"] for r in rows],
+                [r["score"] / 5.0 for r in rows],
+                name=task,
+                batch_size=batch_size,
+                write_csv=False,
+            )
+        )
+    return evaluators
+
+
+def main_scores(metrics: dict[str, float]) -> dict[str, float]:
+    """Evaluator metrics -> {task: main score}: nDCG@10 for retrieval, cosine Spearman for STS."""
+    scores = {}
+    for key, value in metrics.items():
+        key = key.removeprefix("eval_")
+        for task in RETRIEVAL_DEV:
+            if key == f"{task}_cosine_ndcg@10":
+                scores[task] = value
+        for task in STS_DEV:
+            if key == f"{task}_spearman_cosine":
+                scores[task] = value
+    return scores
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+class RunMonitor(TrainerCallback):
+    """Whole-run progress (all stages) with an ETA in the log, and the dev curve in `output_dir/dev_curve.jsonl`.
+
+    CPU-minutes add up over restarts: a resumed process starts from the last row written before the kill.
+    """
+
+    def __init__(self, output_dir: str | Path, stage: int, steps_before: int, total_steps: int):
+        self.output_dir = Path(output_dir)
+        self.stage, self.steps_before, self.total_steps = stage, steps_before, total_steps
+        self.curve = self.output_dir / "dev_curve.jsonl"
+        rows = read_curve(self.curve)
+        self.cpu_offset = max((r["cpu_min"] for r in rows), default=0.0) * 60 - cpu_seconds()
+        self.started = time.time()
+        self.start_step = None
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.start_step is None:
+            self.start_step = state.global_step - 1
+        done = self.steps_before + state.global_step
+        rate = (time.time() - self.started) / max(1, state.global_step - self.start_step)
+        if state.global_step % max(1, args.logging_steps) == 0:
+            eta = rate * (self.total_steps - done)
+            logger.info(
+                "run progress: step %d/%d (stage %d), %.1f s/step, ETA %d min",
+                done,
+                self.total_steps,
+                self.stage,
+                rate,
+                round(eta / 60),
+            )
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        scores = main_scores(metrics or {})
+        row = {
+            "step": self.steps_before + state.global_step,
+            "stage": self.stage,
+            "cpu_min": (cpu_seconds() + self.cpu_offset) / 60,
+            "scores": scores,
+            "mean": sum(scores.values()) / max(1, len(scores)),
+        }
+        with self.curve.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+        plot_curve(self.curve, self.output_dir / "dev_curve.png")
+        logger.info("dev scores at step %d: %s", row["step"], {k: round(100 * v, 1) for k, v in scores.items()})
+
+
+def read_curve(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def plot_curve(path: Path, png: Path) -> None:
+    rows = read_curve(path)
+    if not rows:
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    x = [r["cpu_min"] for r in rows]
+    for task in sorted({t for r in rows for t in r["scores"]}):
+        ax.plot(x, [100 * r["scores"].get(task, float("nan")) for r in rows], marker=".", label=task)
+    ax.plot(x, [100 * r["mean"] for r in rows], color="black", linewidth=2, label="mean")
+    ax.set(xlabel="training CPU-minutes", ylabel="dev score x 100", title="NV-Embed: dev score vs CPU-minutes")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(png, dpi=120)
+    plt.close(fig)
+
+
+def dev_scores(model, instructions: bool = True, limit: int = 100) -> dict[str, float]:
+    """{task: main score} of a SentenceTransformer on the dev sets of `dev_evaluators`."""
+    metrics = {}
+    for evaluator in dev_evaluators(limit, instructions=instructions):
+        metrics.update(evaluator(model))
+    return main_scores(metrics)
