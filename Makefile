@@ -8,7 +8,7 @@ export TRANSFORMERS_OFFLINE = 1
 export HF_DATASETS_OFFLINE = 1
 export TOKENIZERS_PARALLELISM = false
 
-.PHONY: venv test test-fast lint demo convert data clean system-deps compat compat-venvs
+.PHONY: venv test test-fast lint demo train levers convert data clean system-deps compat compat-venvs
 
 # Debian packages: chromium for the widget's browser test; the package lists with long descriptions
 # (Translation-en) are the training data. Skipped where already present; needs root (as on our machines and CI).
@@ -48,6 +48,14 @@ convert: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python -m train.demo
 
+# The best model these CPUs make (~2 h on 2 cores; a killed run resumes where it stopped): ./nvembed-train
+train: $(STAMP)
+	$(BIN)/python -m train.pipeline train/configs/train.yaml --final-dir nvembed-train
+
+# The ablation table of the training levers on the dev split (benchmarks/results/levers.md)
+levers: $(STAMP)
+	$(BIN)/python -m eval.levers
+
 data: $(STAMP)
 	$(BIN)/python -m train.data build
 
@@ -81,9 +89,10 @@ compat-venvs: $(foreach env,$(COMPAT_ENVS),$(COMPAT)/$(env)/.installed)
 
 compat: $(STAMP) compat-venvs
 	rm -rf $(COMPAT_REF)
-	$(BIN)/python -m tests.compat.reference $(COMPAT_REF)
+	$(BIN)/python tests/compat/reference.py $(COMPAT_REF)
 	set -e; for env in $(COMPAT_ENVS); do \
-		echo "== compat: $$env"; \
+		$(COMPAT)/$$env/bin/python -c 'import transformers as t, sentence_transformers as s, torch; \
+			print(f"== compat: transformers {t.__version__}, sentence-transformers {s.__version__}, torch {torch.__version__}")'; \
 		NVEMBED_COMPAT_REFERENCE=$(abspath $(COMPAT_REF)) $(COMPAT)/$$env/bin/python -m pytest -q -p no:cacheprovider \
 			tests/compat; \
 	done

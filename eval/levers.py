@@ -124,9 +124,10 @@ def main(argv=None) -> int:
     from eval.tasks import LOCAL_TASKS, OUT_OF_DOMAIN_TASKS
 
     _, variants, reference, max_len = load_levers(args.config)
-    unknown = set(args.only or []) - set(variants)
+    known = set(variants) | set(load_baselines(args.config))
+    unknown = set(args.only or []) - known
     if unknown:
-        raise ValueError(f"Unknown variant(s) {sorted(unknown)}; known: {sorted(variants)}")
+        raise ValueError(f"Unknown variant(s) {sorted(unknown)}; known: {sorted(known)}")
     out = Path(args.output_dir)
     (out / "scores").mkdir(parents=True, exist_ok=True)
     tasks = list(LOCAL_TASKS)
