@@ -14,19 +14,21 @@ ROWS = {
     "hard": ["tar bundles files", "cron runs jobs"],
     "extra": [1, 2],
 }
+QA = {"kind": "retrieval", "columns": {"anchor": "question", "positive": "answer"}}
 
 
 def test_dataset_saved_to_disk_loads_into_the_training_schema(tmp_path):
     datasets.DatasetDict({"train": datasets.Dataset.from_dict(ROWS)}).save_to_disk(tmp_path / "dict")
-    pairs = hub.load_hub_pairs(
-        tmp_path / "dict", anchor_column="question", positive_column="answer", negative_columns=["hard"], task="qa"
-    )
+    columns = {"anchor": "question", "positive": "answer", "negative_1": "hard"}
+    spec = hub.hub_spec(tmp_path / "dict", kind="retrieval", columns=columns)
+    pairs = hub.load_hub_pairs(tmp_path / "dict", spec=spec, task="qa")
     assert pairs.column_names == ["anchor", "positive", "negative_1", "task"]
     assert pairs["anchor"] == ROWS["question"] and pairs["positive"] == ROWS["answer"]
     assert pairs["negative_1"] == ROWS["hard"] and pairs["task"] == ["qa", "qa"]
 
     datasets.Dataset.from_dict(ROWS).save_to_disk(tmp_path / "single")
-    single = hub.load_hub_pairs(tmp_path / "single", anchor_column="question", positive_column="answer", limit=1)
+    spec = hub.hub_spec(tmp_path, kind="retrieval", columns={"anchor": "question", "positive": "answer"})
+    single = hub.load_hub_pairs(tmp_path / "single", spec=spec, limit=1)
     expected = {"anchor": ["what does gzip do"], "positive": ["gzip compresses files"], "task": ["single"]}
     assert single.to_dict() == expected
 
@@ -35,31 +37,37 @@ def test_jsonl_folder_loads_and_swapped_columns_stay_correct(tmp_path):
     folder = tmp_path / "jsonl"
     folder.mkdir()
     datasets.Dataset.from_dict({"anchor": ["a1", "a2"], "positive": ["p1", "p2"]}).to_json(folder / "train.jsonl")
-    pairs = hub.load_hub_pairs(folder, anchor_column="positive", positive_column="anchor", task="swap")
+    spec = hub.hub_spec(folder, kind="retrieval", columns={"anchor": "positive", "positive": "anchor"})
+    pairs = hub.load_hub_pairs(folder, spec=spec, task="swap")
+    assert pairs.column_names == ["anchor", "positive", "task"]
     assert pairs["anchor"] == ["p1", "p2"] and pairs["positive"] == ["a1", "a2"]
 
 
 def test_registered_name_supplies_the_column_mapping(tmp_path):
-    spec = hub.HUB_DATASETS["sentence-transformers/natural-questions"]
-    assert (spec.anchor_column, spec.positive_column) == ("query", "answer")
-    with pytest.raises(ValueError, match="pass anchor_column and positive_column"):
+    spec = hub.hub_spec("sentence-transformers/natural-questions")
+    assert spec.kind == "retrieval" and spec.columns == {"anchor": "query", "positive": "answer"}
+    assert hub.hub_spec(tmp_path, hub_name="sentence-transformers/natural-questions") == spec
+    with pytest.raises(ValueError, match="give kind and columns, or hub_name"):
         hub.load_hub_pairs(tmp_path)
+    with pytest.raises(ValueError, match=r"need the keys \['text', 'label'\]"):
+        hub.hub_spec(tmp_path, kind="classification", columns={"anchor": "q", "positive": "p"})
 
 
 def test_missing_column_error_names_it_and_lists_the_columns(tmp_path):
     datasets.Dataset.from_dict(ROWS).save_to_disk(tmp_path / "d")
+    spec = hub.hub_spec(tmp_path, kind="retrieval", columns={"anchor": "query", "positive": "answer"})
     with pytest.raises(ValueError, match=r"no column 'query'.*\['question', 'answer', 'hard', 'extra'\]"):
-        hub.load_hub_pairs(tmp_path / "d", anchor_column="query", positive_column="answer")
+        hub.load_hub_pairs(tmp_path / "d", spec=spec)
     datasets.DatasetDict({"train": datasets.Dataset.from_dict(ROWS)}).save_to_disk(tmp_path / "dd")
     with pytest.raises(ValueError, match="no split 'dev'"):
-        hub.load_hub_pairs(tmp_path / "dd", split="dev", anchor_column="question", positive_column="answer")
+        hub.load_hub_pairs(tmp_path / "dd", split="dev", spec=hub.hub_spec(tmp_path / "d", **QA))
 
 
 def test_hub_name_offline_fails_fast_with_a_clear_message(monkeypatch):
     monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
     start = time.monotonic()
     with pytest.raises(hub.HubUnavailableError, match=r"HF_HUB_OFFLINE=1.*save_to_disk"):
-        hub.load_hub_pairs("nvembed-tests/no-such-dataset", anchor_column="q", positive_column="p")
+        hub.load_hub_pairs("nvembed-tests/no-such-dataset", spec=hub.hub_spec("x", **QA))
     assert time.monotonic() - start < 5
 
 

@@ -12,7 +12,8 @@ class StageConfig:
     """One contrastive stage (paper section 4).
 
     Args:
-        tasks: task names from `train/instructions.json` (stage 1: retrieval only; stage 2: any kind).
+        tasks: task names from `train/instructions.json` or the run's `datasets:` (stage 1: retrieval only; stage 2:
+            any kind).
         max_steps: optimizer steps of this stage.
         batch_size: pairs per batch (one dataset per batch).
         learning_rate: peak learning rate (linear warm-up, then linear decay).
@@ -32,6 +33,68 @@ class StageConfig:
 
 
 @dataclass
+class DatasetConfig:
+    """A training dataset besides the built-in tasks, named under `datasets:` so stages can list it in `tasks:`.
+
+    Args:
+        source: "hub" (a Hugging Face Hub dataset or a local copy of one, `train.data.hub`) or "synthetic" (queries
+            an instruct LLM writes for a built-in task's passages, `train.data.synthetic`).
+        path: hub: the Hub name (e.g. "sentence-transformers/natural-questions"; needs Hub access) or a local folder
+            (save_to_disk, or jsonl/json/parquet/csv files) or file.
+        hub_name: hub: the published dataset `path` is a local copy of; its `HUB_DATASETS` mapping applies.
+        passages: synthetic: the built-in task whose passages get queries (e.g. debian_description).
+        kind: retrieval, classification, clustering or sts (None: from `HUB_DATASETS`; synthetic: retrieval).
+        instruction: the query instruction (None: from `HUB_DATASETS`; synthetic: `SYNTHETIC_INSTRUCTION`).
+        columns: the dataset's column for each training column of the kind (retrieval: anchor, positive,
+            negative_1..; classification/clustering: text, label; sts: sentence1, sentence2, score); None: from
+            `HUB_DATASETS`.
+        subset: hub: the dataset config (`load_dataset`'s second argument); None: from `HUB_DATASETS`.
+        split: the split to read.
+        limit: hub: the first N rows; synthetic: the first N passages (None: all; the LLM writes one query per
+            passage, cached on disk).
+        max_score: sts: top of the dataset's score scale (None: 5).
+        model: synthetic: the query-writing LLM, a folder or .gguf (None: the bundled SmolLM2-135M-Instruct).
+        round_trip: synthetic: also drop queries whose passage the bundled all-MiniLM-L6-v2 does not rank top 3.
+    """
+
+    source: str = "hub"
+    path: str | None = None
+    hub_name: str | None = None
+    passages: str | None = None
+    kind: str | None = None
+    instruction: str | None = None
+    columns: dict[str, str] | None = None
+    subset: str | None = None
+    split: str = "train"
+    limit: int | None = None
+    max_score: float | None = None
+    model: str | None = None
+    round_trip: bool = False
+
+    def __post_init__(self):
+        hub_only = ("path", "hub_name", "columns", "subset", "max_score")
+        if self.source == "hub":
+            if self.path is None or self.passages is not None or self.model is not None or self.round_trip:
+                raise ValueError(
+                    f"a hub dataset needs `path` and takes no passages/model/round_trip, got path={self.path!r}, "
+                    f"passages={self.passages!r}, model={self.model!r}, round_trip={self.round_trip}"
+                )
+        elif self.source == "synthetic":
+            given = [key for key in hub_only if getattr(self, key) is not None]
+            if self.passages is None or given or self.kind not in (None, "retrieval"):
+                raise ValueError(
+                    f"a synthetic dataset needs `passages` (a built-in task), is retrieval and takes none of "
+                    f"{list(hub_only)}; got passages={self.passages!r}, kind={self.kind!r}, also set: {given}"
+                )
+        else:
+            raise ValueError(f"source must be 'hub' or 'synthetic', got {self.source!r}")
+        if self.kind not in (None, "retrieval", "classification", "clustering", "sts"):
+            raise ValueError(f"kind must be retrieval, classification, clustering or sts, got {self.kind!r}")
+        if self.limit is not None and self.limit < 1:
+            raise ValueError(f"limit must be >= 1 or null (all), got {self.limit}")
+
+
+@dataclass
 class RunConfig:
     """A whole run: base model, architecture switches for the paper's ablations, the stages, and output.
 
@@ -42,6 +105,7 @@ class RunConfig:
         latent_init: how a converted base model's latent block starts: "identity" (zeroed residual outputs: the
             untrained model equals mean pooling of the backbone) or "random" (the release's init).
         stages: one or two StageConfigs (one stage: the paper's single-stage ablation).
+        datasets: Hub datasets and synthetic-query sets by name (`DatasetConfig`); stages list the names in `tasks`.
         lora: LoRA on the backbone (rank 16, alpha 32 in the paper); False fine-tunes the weights themselves.
         train_layers: train only the top N decoder layers (LoRA adapters on them with `lora: true`, their full weights
             with `lora: false`); the embeddings and the layers below are frozen, so backward stops above them: the
@@ -71,6 +135,7 @@ class RunConfig:
     pooling_mode: str = "latent_attention"
     latent_init: str = "identity"
     stages: list[StageConfig] = field(default_factory=list)
+    datasets: dict[str, DatasetConfig] = field(default_factory=dict)
     lora: bool = True
     lora_rank: int = 16
     lora_alpha: int = 32
@@ -119,6 +184,15 @@ class RunConfig:
         self.stages = [s if isinstance(s, StageConfig) else _build(StageConfig, s, "stages[]") for s in self.stages]
         if not self.stages:
             raise ValueError("a run needs at least one stage")
+        self.datasets = self.datasets or {}
+        if not isinstance(self.datasets, dict):
+            raise ValueError(f"datasets must be a mapping of name -> dataset, got {type(self.datasets).__name__}")
+        for name, values in self.datasets.items():
+            if not isinstance(values, DatasetConfig):
+                try:
+                    self.datasets[name] = _build(DatasetConfig, values, f"datasets.{name}")
+                except ValueError as error:
+                    raise ValueError(f"datasets.{name}: {error}") from error
 
 
 def _build(cls, values: dict, where: str):

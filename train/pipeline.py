@@ -136,19 +136,33 @@ def training_pairs(task: str) -> Dataset:
     return build_pairs(task, "train")
 
 
+def dataset_specs(cfg: RunConfig) -> dict:
+    """Kind and instruction of the run's `datasets:` entries (Hub datasets, synthetic queries; train.data)."""
+    from train.data import configured_tasks
+
+    return configured_tasks(cfg.datasets)
+
+
+def dataset_pairs(task: str, cfg: RunConfig) -> Dataset:
+    from train.data import configured_pairs
+
+    return configured_pairs(task, cfg.datasets[task], seed=cfg.seed)
+
+
 def stage_datasets(stage: StageConfig, cfg: RunConfig, miner) -> tuple[dict, dict, dict]:
     """Per-task training datasets (anchor, positive, negative_1..), losses and anchor prompts for one stage."""
-    specs = task_specs()
+    specs = {**task_specs(), **dataset_specs(cfg)}
     datasets, prompts, kinds = {}, {}, {}
     for task in stage.tasks:
         if task not in specs:
             raise ValueError(f"Unknown task {task!r} in the config. Known tasks: {sorted(specs)}")
         spec = specs[task]
-        data = training_pairs(task)
+        data = dataset_pairs(task, cfg) if task in cfg.datasets else training_pairs(task)
         if stage.max_examples_per_task is not None:
             data = data.select(range(min(len(data), stage.max_examples_per_task)))
         data = data.remove_columns([c for c in data.column_names if c == "task"])
-        if spec.kind == "retrieval" and stage.num_hard_negatives > 0:
+        # Published hard negatives (a `datasets:` entry mapping negative_1..) are kept; the others are mined.
+        if spec.kind == "retrieval" and stage.num_hard_negatives > 0 and "negative_1" not in data.column_names:
             data = mine_negatives(data, task, stage.num_hard_negatives, cfg, miner)
         check_columns(data, task)
         if cfg.distill_weight > 0:
@@ -383,7 +397,7 @@ def save_final(model: SentenceTransformer, cfg: RunConfig, output: Path) -> Path
 def _write_final(model: SentenceTransformer, nvembed, cfg: RunConfig, output: Path) -> None:
     if output.exists():
         shutil.rmtree(output)
-    specs = task_specs()
+    specs = {**task_specs(), **dataset_specs(cfg)}
     retrieval = [t for s in cfg.stages for t in s.tasks if specs[t].kind == "retrieval"]
     query_prompt = format_instruction(specs[retrieval[0]].instruction) if retrieval else model.prompts.get("query", "")
     save_nvembed_folder(nvembed, output, query_prompt=query_prompt, max_seq_length=4096)
@@ -400,6 +414,10 @@ def train(cfg: RunConfig, final_dir: str | Path | None = None) -> Path:
     device = "cpu" if state.device.type == "cpu" else str(state.device)
     torch.manual_seed(cfg.seed)
     Path(cfg.output_dir).mkdir(parents=True, exist_ok=True)
+    if cfg.datasets:  # a missing Hub dataset or local copy fails here, before the conversion and any stage
+        from train.data import check_configured
+
+        check_configured(cfg.datasets, [t for s in cfg.stages for t in s.tasks])
     base = prepare_base_model(cfg)
     model = load_for_training(base, cfg, device)
     miner = Miner(model, cfg, device)

@@ -97,14 +97,15 @@ class TaskSpec:
         name (`str`): Task name, the key in ``train/instructions.json``.
         kind (`str`): "retrieval", "classification", "clustering" or "sts".
         instruction (`str`): The task description put in the query template.
-        builder (`Callable[[], dict[str, list[dict]]]`): Builds {split: rows} from the local source.
+        builder (`Callable[[], dict[str, list[dict]]]`, *optional*): Builds {split: rows} from the local source;
+            ``None`` for a dataset named in a run config's ``datasets:`` (``configured_tasks``).
         version (`str`, *optional*, defaults to "1"): Builder version; part of the cache key.
     """
 
     name: str
     kind: str
     instruction: str
-    builder: Callable[[], dict[str, list[dict]]]
+    builder: Callable[[], dict[str, list[dict]]] | None = None  # None: a config's `datasets:` entry
     version: str = "1"
 
     def __post_init__(self):
@@ -305,15 +306,95 @@ def training_pairs(name: str, split: str = "train", cache_dir: str | Path | None
         raise ValueError(f"Unknown split {split!r}; valid splits: {SPLITS}")
     spec = get_task(name)
     dataset = load_source(name, cache_dir)[split]
-    rng = random.Random(f"{seed}:{name}:{split}")
-    if spec.kind == "retrieval":
-        columns = {"anchor": dataset["query"], "positive": dataset["passage"]}
-    elif spec.kind == "sts":
-        columns = _sts_pairs(dataset, rng)
-    else:
-        columns = _example_pairs(dataset, rng)
+    columns = pairs_from_source(dataset, spec.kind, random.Random(f"{seed}:{name}:{split}"))
     columns["task"] = [name] * len(columns["anchor"])
     return datasets.Dataset.from_dict(columns)
+
+
+def pairs_from_source(dataset: datasets.Dataset, kind: str, rng: random.Random) -> dict[str, list[str]]:
+    """The ``anchor``, ``positive`` (, ``negative_1``) columns of ``training_pairs`` from rows in the source schema
+    of ``kind`` (``KIND_FEATURES``); the Hub loaders (``train.data.hub``) use it too."""
+    if kind == "retrieval":
+        return {"anchor": dataset["query"], "positive": dataset["passage"]}
+    if kind == "sts":
+        return _sts_pairs(dataset, rng)
+    return _example_pairs(dataset, rng)
+
+
+def configured_tasks(entries: dict) -> dict[str, TaskSpec]:
+    """Task specs (kind, instruction) of a run config's ``datasets:`` entries (``train.config.DatasetConfig``).
+
+    A ``hub`` entry takes them from ``train.data.hub.hub_spec`` (``HUB_DATASETS`` and the entry's fields); a
+    ``synthetic`` entry is retrieval with ``train.data.synthetic.SYNTHETIC_INSTRUCTION`` unless it gives another.
+
+    Raises:
+        ValueError: An entry reuses a built-in task's name, or its mapping is unknown or invalid.
+    """
+    from .hub import hub_spec
+    from .synthetic import SYNTHETIC_INSTRUCTION
+
+    specs = {}
+    for name, entry in entries.items():
+        if name in TASKS:
+            raise ValueError(f"datasets.{name}: the name of a built-in task; built-in tasks: {sorted(TASKS)}")
+        if entry.source == "synthetic":
+            get_task(entry.passages)
+            kind, instruction = "retrieval", entry.instruction or SYNTHETIC_INSTRUCTION
+        else:
+            try:
+                spec = hub_spec(entry.path, **_hub_fields(entry))
+            except ValueError as error:
+                raise ValueError(f"datasets.{name}: {error}") from error
+            kind, instruction = spec.kind, spec.instruction
+        if not instruction:
+            raise ValueError(f"datasets.{name}: no instruction known for {entry.path!r}; set `instruction:`")
+        specs[name] = TaskSpec(name, kind, instruction)
+    return specs
+
+
+def _hub_fields(entry) -> dict:
+    keys = ("hub_name", "kind", "columns", "instruction", "subset", "max_score")
+    return {key: getattr(entry, key) for key in keys}
+
+
+def check_configured(entries: dict, names: list[str]) -> None:
+    """Fails within seconds if a ``datasets:`` entry among ``names`` cannot be loaded: no local copy and no Hub (or no
+    cached copy offline), or a synthetic entry's passages task or model is missing. Run before any training."""
+    from .hub import check_available, hub_spec
+    from .synthetic import _resolve_model
+
+    configured_tasks(entries)
+    for name in dict.fromkeys(names):
+        entry = entries.get(name)
+        if entry is None:
+            continue
+        if entry.source == "synthetic":
+            _resolve_model(entry.model)
+        else:
+            check_available(entry.path, hub_spec(entry.path, **_hub_fields(entry)).subset)
+
+
+def configured_pairs(name: str, entry, seed: int = 42) -> datasets.Dataset:
+    """Training rows of a ``datasets:`` entry, as ``training_pairs`` gives them for a built-in task.
+
+    A ``hub`` entry loads ``entry.path`` through ``train.data.hub.load_hub_pairs``; a ``synthetic`` entry has the
+    instruct LLM ``entry.model`` write queries for the passages of the built-in task ``entry.passages``
+    (``train.data.synthetic.synthetic_pairs``, generations cached on disk, bad queries filtered out).
+    """
+    if entry.source == "synthetic":
+        from .synthetic import synthetic_pairs
+
+        scorer = None
+        if entry.round_trip:
+            from nvembed_defaults import peer_model_path
+
+            scorer = peer_model_path()
+        pairs = synthetic_pairs(entry.passages, split=entry.split, limit=entry.limit, model=entry.model, scorer=scorer)
+        return pairs.remove_columns("task").add_column("task", [name] * len(pairs))
+    from .hub import hub_spec, load_hub_pairs
+
+    spec = hub_spec(entry.path, **_hub_fields(entry))
+    return load_hub_pairs(entry.path, spec=spec, split=entry.split, task=name, limit=entry.limit, seed=seed)
 
 
 __all__ = [
@@ -322,8 +403,12 @@ __all__ = [
     "SourceNotFoundError",
     "TaskSpec",
     "build_task",
+    "check_configured",
+    "configured_pairs",
+    "configured_tasks",
     "default_cache_dir",
     "get_task",
     "load_source",
+    "pairs_from_source",
     "training_pairs",
 ]
