@@ -297,7 +297,9 @@ def run_stage(model: SentenceTransformer, stage: StageConfig, index: int, cfg: R
         load_saved_weights(model, stage_dir / "final")
         return
     datasets, losses, prompts = stage_datasets(stage, cfg, miner)
-    columns = max(len(d.column_names) for d in datasets.values())
+    columns = max(
+        len([c for c in d.column_names if c != "label"]) for d in datasets.values()
+    )  # label: teacher vectors
     check_memory(stage, cfg, device, columns, model[0].model.config.text_config)
     args = SentenceTransformerTrainingArguments(
         output_dir=str(stage_dir),
