@@ -224,3 +224,36 @@ def test_pipeline_with_eval_steps_scores_the_dev_sets_during_training(tiny_nvemb
     rows = read_curve(tmp_path / "run" / "dev_curve.jsonl")
     assert [r["step"] for r in rows] == [0, 2, 4]  # before training, then every eval_steps
     assert all(0 <= r["scores"]["debian_description"] <= 1 for r in rows)
+
+
+def test_demo_compare_tables_every_system_with_library_evaluators(tiny_nvembed_folder, monkeypatch):
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
+
+    from train import demo, monitor
+
+    seen_prompts = []
+
+    def tiny_evaluators(limit, instructions=True, **kwargs):
+        prompt = "Instruct: find it\nQuery:\n" if instructions else None
+        seen_prompts.append(prompt)
+        return [
+            InformationRetrievalEvaluator(
+                queries={"q0": "gzip files", "q1": "quick fox"},
+                corpus={"d0": "gzip compresses files", "d1": "the quick brown fox"},
+                relevant_docs={"q0": {"d0"}, "q1": {"d1"}},
+                query_prompt=prompt,
+                name="debian_description",
+                write_csv=False,
+            )
+        ]
+
+    monkeypatch.setattr(monitor, "dev_evaluators", tiny_evaluators)
+    load = lambda: SentenceTransformer(str(tiny_nvembed_folder), trust_remote_code=True, device="cpu")  # noqa: E731
+    table = demo.compare({"with": (load, True), "without": (load, False)}, limit=2, max_seq_length=32)
+    assert seen_prompts == ["Instruct: find it\nQuery:\n", None]
+    for row in table.values():
+        assert set(row) == {"debian_description", "mean"} and row["mean"] == row["debian_description"]
+        assert 1 / math.log2(3) - 1e-6 <= row["debian_description"] <= 1.0  # two candidates: rank 1 or 2
+    md = demo.markdown_table(table)
+    assert md.splitlines()[0] == "| system | debian_description | mean |" and "| with |" in md
