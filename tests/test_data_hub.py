@@ -85,3 +85,30 @@ def test_unreachable_hub_fails_fast_instead_of_retrying(monkeypatch):
     with pytest.raises(hub.HubUnavailableError, match=r"127\.0\.0\.1:9 unreachable.*HF_HUB_OFFLINE=1"):
         hub.load_hub_pairs("sentence-transformers/natural-questions")
     assert time.monotonic() - start < 5
+
+
+def test_sts_scores_are_rescaled_to_the_built_in_scale(tmp_path):
+    # sentence-transformers/stsb publishes scores in [0, 1]; the STS rule keeps pairs scored >= 4 of 5.
+    rows = {
+        "sentence1": ["a cat sits", "a cat sits", "dogs bark", "dogs bark", "rain falls"],
+        "sentence2": ["a cat is sitting", "stocks fell", "a dog barks", "the sun", "it is raining"],
+        "score": [0.9, 0.1, 0.85, 0.05, 0.5],
+    }
+    datasets.Dataset.from_dict(rows).to_json(tmp_path / "stsb.jsonl")
+    columns = {"sentence1": "sentence1", "sentence2": "sentence2", "score": "score"}
+    unit = hub.hub_spec(tmp_path, kind="sts", columns=columns, max_score=1.0)
+    pairs = hub.load_hub_pairs(tmp_path / "stsb.jsonl", spec=unit, task="stsb")
+    assert pairs["anchor"] == ["a cat sits", "dogs bark"] and pairs["positive"] == ["a cat is sitting", "a dog barks"]
+    assert pairs["negative_1"] == ["stocks fell", "the sun"]  # the partner scored <= 1 of 5
+    as_if_0_to_5 = hub.load_hub_pairs(
+        tmp_path / "stsb.jsonl", spec=hub.hub_spec(tmp_path, kind="sts", columns=columns)
+    )
+    assert len(as_if_0_to_5) == 0  # read on the 0-5 scale, no pair is similar enough
+
+
+def test_path_like_names_never_go_to_the_hub(tmp_path, monkeypatch):
+    monkeypatch.setattr(hub, "_load_hub", lambda *args: pytest.fail("a path was looked up on the Hub"))
+    for name in (str(tmp_path / "nq"), "./nq", "data/nq/train.jsonl", "nq.parquet"):
+        with pytest.raises(FileNotFoundError, match="a path, not a Hub name"):
+            hub.load_hub_pairs(name, spec=hub.hub_spec("x", **QA))
+    assert not hub.looks_like_path("sentence-transformers/natural-questions") and not hub.looks_like_path("squad")

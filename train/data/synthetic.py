@@ -23,7 +23,12 @@ round_trip  (only with a scorer) its own passage is not in the scorer's top-k am
 
 The kept rows form a retrieval source (``id``, ``query``, ``passage``); ``synthetic_pairs`` turns them into training
 rows (``anchor``, ``positive``, ``task`` = ``synthetic_<task>``) like ``train.data.training_pairs``, to be used
-with ``SYNTHETIC_INSTRUCTION``.
+with ``SYNTHETIC_INSTRUCTION``. A run config lists them as a task through a ``datasets:`` entry::
+
+    datasets:
+      synthetic_debian: {source: synthetic, passages: debian_description, limit: 5000}
+    stages:
+      - tasks: [debian_description, synthetic_debian]
 
 Example:
     >>> from train.data.synthetic import synthesize
@@ -454,7 +459,6 @@ class SyntheticQueries:
 
 def filter_queries(
     raw: datasets.Dataset,
-    query_filter: QueryFilter | None = None,
     *,
     prompt: str = "",
     scorer=None,
@@ -464,14 +468,13 @@ def filter_queries(
 
     Args:
         raw: Output of ``generate_cached``.
-        query_filter: Rules; defaults to ``QueryFilter()``.
         prompt: Instruction text shown to the model (``QueryGenerationConfig.instruction_text()``).
         scorer: Optional ``SentenceTransformer`` or model path for the round-trip rule.
         top_k: With a scorer, keep a query only if its passage ranks in the top ``top_k`` of all passages in ``raw``.
     """
     if top_k < 1:
         raise ValueError(f"top_k must be >= 1, got {top_k}")
-    query_filter = query_filter or QueryFilter()
+    query_filter = QueryFilter()
     reasons = [query_filter.reason(q, p, prompt) for q, p in zip(raw["query"], raw["passage"])]
     if scorer is not None:
         if isinstance(scorer, (str, Path)):
@@ -523,7 +526,6 @@ def synthesize(
     limit: int | None = 50,
     model: str | Path | None = None,
     config: QueryGenerationConfig | None = None,
-    query_filter: QueryFilter | None = None,
     scorer=None,
     top_k: int = 3,
     cache_dir: str | Path | None = None,
@@ -537,7 +539,6 @@ def synthesize(
         limit: Number of passages (the first ones of the split, a deterministic sample); ``None`` for all.
         model: LLM folder or ``.gguf`` file; defaults to the bundled SmolLM2-135M-Instruct.
         config: Prompt and decoding settings.
-        query_filter: Filter rules.
         scorer: Optional ``SentenceTransformer`` or path for the round-trip rule.
         top_k: Round-trip rank cut-off.
         cache_dir: Cache root for the task and the generations.
@@ -556,7 +557,7 @@ def synthesize(
     raw = generate_cached(
         ids, passages, name=f"{task}-{split}", model=model, config=config, cache_dir=cache_dir, rebuild=rebuild
     )
-    return filter_queries(raw, query_filter, prompt=config.instruction_text(), scorer=scorer, top_k=top_k)
+    return filter_queries(raw, prompt=config.instruction_text(), scorer=scorer, top_k=top_k)
 
 
 def synthetic_pairs(task: str, **kwargs) -> datasets.Dataset:
