@@ -67,7 +67,12 @@ def load_levers(path: str | Path) -> tuple[RunConfig, dict[str, RunConfig], str,
     if unknown:
         raise ValueError(f"Unknown key(s) {sorted(unknown)} in {path}; valid: {sorted(valid)}")
     base = load_config(spec["base"])
-    variants = {name: apply_overrides(base, overrides or {}) for name, overrides in spec["variants"].items()}
+    variants = {}
+    for name, overrides in spec["variants"].items():
+        overrides = dict(overrides or {})
+        # `config: PATH` starts the variant from another run config (e.g. the demo's) instead of `base`
+        start = load_config(overrides.pop("config")) if "config" in overrides else base
+        variants[name] = apply_overrides(start, overrides)
     reference = spec.get("reference", next(iter(variants)))
     if reference not in variants:
         raise ValueError(f"reference {reference!r} is not a variant of {path}; variants: {sorted(variants)}")
