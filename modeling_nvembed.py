@@ -8,8 +8,9 @@ Reference: Lee et al., "NV-Embed: Improved Techniques for Training LLMs as Gener
            -> L2 normalization
 
 Weights are named as in NVIDIA's release (`embedding_model.*`, `latent_attention_model.*`), so a released
-NV-Embed-v1/v2 checkpoint loads with this file on current transformers. This file imports only torch and
-transformers: it is loaded as remote code, file by file.
+NV-Embed-v1/v2 checkpoint loads with this file. This file imports only torch and transformers: it is loaded as remote
+code, file by file, by whatever transformers the user has (4.51 to 5.x, `configuration_nvembed.SUPPORTED_TRANSFORMERS`;
+the differences between releases are handled where they occur: `BACKBONE_READS_IS_CAUSAL`, `init`).
 """
 
 from dataclasses import dataclass
@@ -241,7 +242,8 @@ class NVEmbedModelOutput(ModelOutput):
         last_hidden_state (`torch.FloatTensor` of shape `(batch_size, sequence_length, hidden_size)`):
             Per-token vectors whose mean over the pooling mask is the embedding: the latent-attention block's output
             (`pooling_mode="latent_attention"`) or the backbone's hidden states (`"mean"`, `"last_token"`); zeros at
-            padding for the block. First field, so `outputs[0]` is what sentence-transformers < 5.4 pools.
+            padding for the block. sentence-transformers' Pooling + Normalize modules read it (the folder's
+            `modules.json`); first field, so it is also `outputs[0]`, where per-token states usually are.
         sentence_embeddings (`torch.FloatTensor` of shape `(batch_size, hidden_size)`):
             The pooled embedding, float32, L2-normalized when `latent_attention_config.output_normalize`.
     """
