@@ -436,7 +436,26 @@ def main(argv=None):
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     cfg = load_config(args.config, output_dir=args.output_dir)
-    print(train(cfg, args.final_dir))
+    final = train(cfg, args.final_dir)
+    if distributed_state().is_main_process:
+        write_card(final, cfg)
+    print(final)
+
+
+def write_card(final: Path, cfg: RunConfig) -> None:
+    """The model card, with the dev scores of the run's last evaluation (train.monitor) when it had any."""
+    from publish.card import render_card
+    from train.monitor import read_curve
+
+    curve = read_curve(Path(cfg.output_dir) / "dev_curve.jsonl")
+    metrics = {"debian_tags_pairs": "cosine_spearman"}
+    results = {
+        task: {"metric": metrics.get(task, "ndcg_at_10"), "value": value, "dataset_split": "dev"}
+        for task, value in (curve[-1]["scores"] if curve else {}).items()
+    }
+    render_card(
+        final, base_model=cfg.base_model or "HuggingFaceTB/SmolLM2-135M-Instruct", eval_results=results or None
+    )
 
 
 if __name__ == "__main__":
