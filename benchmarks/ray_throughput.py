@@ -1,7 +1,7 @@
 """The server (`serve/`, Ray Serve) with dynamic batching on vs off, and corpus encoding (`corpus/`, Ray Data) with
 1 vs 2 workers, measured side by side in one run on one local Ray instance.
 
-    .venv/bin/python benchmarks/ray_throughput.py [--model PATH] [--clients 8] [--requests 25] [--rounds 2]
+    .venv/bin/python benchmarks/ray_throughput.py [--model PATH] [--clients 8] [--requests 8] [--rounds 6]
         [--num-texts 80] [--rows-per-file 10] [--corpus-rounds 2]
         [--name ray_throughput]
 
@@ -9,7 +9,8 @@ Serving: two deployments of the same model run at once on 127.0.0.1, one replica
 `batched` (max_batch_size 32, 5 ms wait) and `unbatched` (max_batch_size 1). `--clients` threads each send
 `--requests` one-query requests (an instructed query, as a RAG system sends them) over keep-alive HTTP; the modes
 alternate `--rounds` times (batched, unbatched, batched, ...). Reported per mode: requests/s (requests / wall time of
-its rounds), p50 / p95 latency, failed requests, and the largest batch the replica saw.
+its rounds), p50 / p95 latency, failed requests, and the largest batch the replica saw; then the batched / unbatched
+ratio overall and per round.
 
 Corpus: the serve apps are shut down, then `encode_corpus` embeds `--num-texts` synthetic passages (20-60 words)
 with 1 worker (2 torch threads) and with 2 workers (1 thread each), alternating for `--corpus-rounds` rounds, each
@@ -126,10 +127,11 @@ def bench_serving(report: Report, model: str, args) -> None:
     url = {mode: f"http://127.0.0.1:{port}/{mode}" for mode in modes}
     for mode in modes:  # warm-up: first requests pay for lazy initialisation
         load(url[mode], "nvembed", 2, 3)
-    results = {mode: {"wall": 0.0, "latencies": [], "failures": []} for mode in modes}
+    results = {mode: {"wall": 0.0, "latencies": [], "failures": [], "rounds": []} for mode in modes}
     for _ in range(args.rounds):
         for mode in modes:
             wall, latencies, failures = load(url[mode], "nvembed", args.clients, args.requests)
+            results[mode]["rounds"].append(len(latencies) / wall)
             results[mode]["wall"] += wall
             results[mode]["latencies"] += latencies
             results[mode]["failures"] += failures
@@ -149,7 +151,11 @@ def bench_serving(report: Report, model: str, args) -> None:
         )
         for reason, count in collections.Counter(r["failures"]).most_common(5):
             report(f"    {mode} failed {count}x: {reason}")
-    report(f"batching on / off: x{rates['batched'] / rates['unbatched']:.2f} requests/s")
+    per_round = [b / u for b, u in zip(results["batched"]["rounds"], results["unbatched"]["rounds"])]
+    report(
+        f"batching on / off: x{rates['batched'] / rates['unbatched']:.2f} requests/s overall; per round "
+        f"{', '.join(f'x{r:.2f}' for r in per_round)} (median x{statistics.median(per_round):.2f})"
+    )
     serve.shutdown()
 
 
@@ -204,8 +210,8 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=None, help="a SentenceTransformer folder; default: converted SmolLM2-135M")
     parser.add_argument("--clients", type=int, default=8)
-    parser.add_argument("--requests", type=int, default=25, help="per client and round")
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--requests", type=int, default=8, help="per client and round")
+    parser.add_argument("--rounds", type=int, default=6, help="short: load changes hit both modes")
     parser.add_argument("--num-texts", type=int, default=80)
     parser.add_argument("--rows-per-file", type=int, default=10)
     parser.add_argument("--corpus-rounds", type=int, default=2)
