@@ -255,6 +255,9 @@ def test_unknown_mapping_and_builtin_name_clash_are_refused(tmp_path):
     path.write_text("datasets:\n  debian_section: {path: mteb/banking77}\nstages: [{tasks: [debian_section]}]\n")
     with pytest.raises(ValueError, match="datasets.debian_section: the name of a built-in task"):
         configured_tasks(load_config(path).datasets)
+    path.write_text("datasets:\n  q: {source: synthetic, passages: debian_tags_pairs}\nstages: [{tasks: [q]}]\n")
+    with pytest.raises(ValueError, match="datasets.q: passages 'debian_tags_pairs' is an sts task"):
+        configured_tasks(load_config(path).datasets)
 
 
 def test_full_yaml_names_the_papers_datasets_each_with_a_known_mapping():

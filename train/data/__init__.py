@@ -16,7 +16,9 @@ sts            ``sentence1``, ``sentence2``, score   score is a float in [0, 5]
 ============== ===================================== ===============================================
 
 ``training_pairs(name)`` turns any task into sentence-transformers' column order: ``anchor``, ``positive``,
-``negative_1`` (classification, clustering, sts only) and ``task``. Classification and clustering use example-based
+``negative_1`` (classification, clustering, sts only) and ``task``. A run config can add Hub datasets (``hub.py``)
+and synthetic queries (``synthetic.py``) under ``datasets:``; ``configured_tasks`` and ``configured_pairs`` give them
+the same spec and rows. Classification and clustering use example-based
 labels as in the NV-Embed paper (positive = another example of the same label, negative = an example of another
 label); STS keeps pairs scored >= 4. Hard negatives are mined elsewhere (``sentence_transformers.util.
 mine_hard_negatives``).
@@ -338,7 +340,11 @@ def configured_tasks(entries: dict) -> dict[str, TaskSpec]:
         if name in TASKS:
             raise ValueError(f"datasets.{name}: the name of a built-in task; built-in tasks: {sorted(TASKS)}")
         if entry.source == "synthetic":
-            get_task(entry.passages)
+            if get_task(entry.passages).kind == "sts":
+                raise ValueError(
+                    f"datasets.{name}: passages {entry.passages!r} is an sts task; synthetic queries "
+                    "need retrieval passages or classification/clustering texts"
+                )
             kind, instruction = "retrieval", entry.instruction or SYNTHETIC_INSTRUCTION
         else:
             try:
