@@ -10,15 +10,15 @@ datasets' retry loop.
 
 ``columns`` maps the columns of the dataset's kind onto the dataset's own columns:
 
-============== =========================================== ================================================
-kind           ``columns`` keys                            training rows (``anchor``, ``positive``, ...)
-============== =========================================== ================================================
-retrieval      ``anchor``, ``positive``, ``negative_1``..  the columns as mapped; published negatives kept
-classification ``text``, ``label``                         positive: another text of the same label;
-clustering     ``text``, ``label``                         ``negative_1``: a text of another label
+============== =========================================== ==================================================
+kind           ``columns`` keys                            training rows
+============== =========================================== ==================================================
+retrieval      ``anchor``, ``positive``, ``negative_1``..  the mapped columns (published negatives are kept)
+classification ``text``, ``label``                         positive: same label; ``negative_1``: another label
+clustering     ``text``, ``label``                         positive: same label; ``negative_1``: another label
 sts            ``sentence1``, ``sentence2``, ``score``     pairs scored >= 4 of 5; ``negative_1``: a partner
                                                            scored <= 1, else an unscored sentence
-============== =========================================== ================================================
+============== =========================================== ==================================================
 
 Non-retrieval datasets thus get their ``negative_1`` as the built-in tasks do (``train.data.pairs_from_source``, the
 paper's example-based negatives), which HardNegativesOnlyRankingLoss needs. Labels are compared as strings; a
@@ -26,15 +26,17 @@ column of lists (mteb's clustering format: one row of ``sentences`` with its ``l
 STS scores are rescaled from ``[0, max_score]`` to the built-in tasks' [0, 5].
 
 ``HUB_DATASETS`` lists the NV-Embed paper's public training datasets that are published in these formats, with their
-kinds, column mappings (as on the dataset cards) and the paper's instructions. The mappings are checked here only on
-local fixtures written in the cards' formats, since this machine has no Hub access.
+kinds, column mappings (as on the dataset cards) and the paper's instructions. This machine has no Hub access, so the
+mappings are unverified against the Hub itself; tests/test_train_datasets.py trains on local fixtures written in the
+card formats of natural-questions, msmarco-bm25, banking77 and stsbenchmark-sts.
 
 Example:
-    >>> from train.data.hub import load_hub_pairs
+    >>> from train.data.hub import hub_spec, load_hub_pairs
     >>> pairs = load_hub_pairs("sentence-transformers/natural-questions", limit=1000)  # doctest: +SKIP
     >>> pairs.column_names  # doctest: +SKIP
     ['anchor', 'positive', 'task']
-    >>> local = load_hub_pairs("/data/nq", hub_name="sentence-transformers/natural-questions")  # doctest: +SKIP
+    >>> nq = hub_spec("/data/nq", hub_name="sentence-transformers/natural-questions")
+    >>> local = load_hub_pairs("/data/nq", spec=nq)  # doctest: +SKIP
 """
 
 from __future__ import annotations
