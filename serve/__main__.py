@@ -11,6 +11,7 @@ has GPUs), whose nodes see MODEL at the same absolute path. The HTTP proxy then 
 import argparse
 import logging
 import os
+import signal
 import time
 
 
@@ -59,11 +60,19 @@ def main(argv=None) -> None:
     )
     serve.run(app, name="nvembed", route_prefix="/")
     logger.info("serving on http://%s:%d/v1/embeddings (health: /health); Ctrl-C stops", args.host, args.port)
+    signal.signal(signal.SIGTERM, _interrupt)  # as a service manager or `kill` stops it; Ctrl-C is SIGINT
     try:
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
+        logger.info("shutting down")
+    finally:
         serve.shutdown()
+        ray.shutdown()
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":
