@@ -188,6 +188,28 @@ def test_causal_ablation_keeps_first_token_fixed(reference_dir, attn):
     assert first_token_change(causal, attn, "right") <= 1e-6
 
 
+def test_backbone_mask_per_release(tiny_model):
+    """transformers >= 5.2 gets the 2D padding mask (it reads `is_causal=False` itself); older releases get a 4D
+    additive mask that blocks only pad keys, and attention kernels that cannot take one are refused by name."""
+    module = model_module(tiny_model)
+    mask = torch.tensor([[1, 1, 0], [1, 1, 1]])
+    backbone_mask = tiny_model.backbone_attention_mask(mask)
+    if module.BACKBONE_READS_IS_CAUSAL:
+        assert backbone_mask is mask
+        return
+    blocked = torch.finfo(torch.float32).min
+    assert backbone_mask.shape == (2, 1, 3, 3)
+    assert backbone_mask[0, 0].tolist() == [[0.0, 0.0, blocked]] * 3 and backbone_mask[1].eq(0).all()
+    config = tiny_model.embedding_model.config
+    previous = config._attn_implementation
+    try:
+        config._attn_implementation = "flash_attention_2"
+        with pytest.raises(ValueError, match=r"attn_implementation='flash_attention_2' needs transformers>=5.2"):
+            tiny_model.backbone_attention_mask(mask)
+    finally:
+        config._attn_implementation = previous
+
+
 def test_too_old_transformers_fails_at_once_naming_both_versions(reference_dir):
     """Loading the folder in a process whose transformers reports 4.50.3 stops in the folder's config code with one
     clear ImportError, not somewhere inside transformers."""
