@@ -111,7 +111,14 @@ def table(results: dict[str, dict], reference: str, tasks: list[str], ood: set[s
         else:
             cells.append("(reference)" if name == reference else "-")
         timing = row.get("timing")
-        cells.append(f"{timing['train_cpu_min']:.1f} ({timing['train_wall_min']:.1f})" if timing else "-")
+        if timing and timing.get("train_cpu_min") is not None:
+            cells.append(f"{timing['train_cpu_min']:.1f} ({timing['train_wall_min']:.1f})")
+        elif timing:
+            cells.append(f"- ({timing['train_wall_min']:.1f})")
+        else:
+            cells.append("-")
+        if timing and timing.get("note"):
+            cells[-1] += f" {timing['note']}"
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
