@@ -21,7 +21,6 @@ from train.pipeline import prepare_base_model, train
 
 logger = logging.getLogger(__name__)
 
-METRICS = {"debian_tags_pairs": "cosine_spearman"}
 DEV_TASKS = ("debian_description", "pydoc_summary")  # the in-domain retrieval dev tasks (eval.ablations' quick check)
 
 
@@ -87,20 +86,13 @@ def main(argv=None):
     )
     Path(cfg.output_dir, "demo_results.md").write_text(report + "\n")
     from publish.card import render_card
+    from train.monitor import card_results
 
     trained = table["NV-Embed, trained (this demo)"]
     render_card(
         final,
         base_model="HuggingFaceTB/SmolLM2-135M-Instruct",
-        eval_results={
-            t: {
-                "metric": METRICS.get(t, "ndcg_at_10"),
-                "value": v,
-                "dataset_split": "dev",
-            }
-            for t, v in trained.items()
-            if t != "mean"
-        },
+        eval_results=card_results({t: v for t, v in trained.items() if t != "mean"}),
     )
     Path(cfg.output_dir, "demo_results.json").write_text(json.dumps(table, indent=2))
     print("\n" + report + "\n")

@@ -187,3 +187,19 @@ def dev_scores(model, instructions: bool = True, limit: int = 100) -> dict[str, 
     for evaluator in dev_evaluators(limit, instructions=instructions):
         metrics.update(evaluator(model))
     return main_scores(metrics)
+
+
+def card_results(scores: dict[str, float]) -> dict[str, dict]:
+    """Dev scores of `dev_scores` / the dev curve as `publish.card.render_card` eval results (metric, task type)."""
+    from publish.card import KIND_TO_TASK_TYPE
+
+    results = {}
+    for task, value in scores.items():
+        kind = "sts" if task in STS_DEV else "retrieval"
+        results[task] = {
+            "metric": "cosine_spearman" if kind == "sts" else "ndcg_at_10",
+            "value": value,
+            "dataset_split": "dev",
+            "task_type": KIND_TO_TASK_TYPE[kind],
+        }
+    return results

@@ -445,14 +445,10 @@ def main(argv=None):
 def write_card(final: Path, cfg: RunConfig) -> None:
     """The model card, with the dev scores of the run's last evaluation (train.monitor) when it had any."""
     from publish.card import render_card
-    from train.monitor import read_curve
+    from train.monitor import card_results, read_curve
 
     curve = read_curve(Path(cfg.output_dir) / "dev_curve.jsonl")
-    metrics = {"debian_tags_pairs": "cosine_spearman"}
-    results = {
-        task: {"metric": metrics.get(task, "ndcg_at_10"), "value": value, "dataset_split": "dev"}
-        for task, value in (curve[-1]["scores"] if curve else {}).items()
-    }
+    results = card_results(curve[-1]["scores"]) if curve else {}
     render_card(
         final, base_model=cfg.base_model or "HuggingFaceTB/SmolLM2-135M-Instruct", eval_results=results or None
     )
