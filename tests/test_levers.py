@@ -257,3 +257,17 @@ def test_demo_compare_tables_every_system_with_library_evaluators(tiny_nvembed_f
         assert 1 / math.log2(3) - 1e-6 <= row["debian_description"] <= 1.0  # two candidates: rank 1 or 2
     md = demo.markdown_table(table)
     assert md.splitlines()[0] == "| system | debian_description | mean |" and "| with |" in md
+
+
+def test_card_results_name_metric_and_task_type_per_dev_task():
+    from train.monitor import card_results
+
+    results = card_results({"debian_description": 0.8, "info_section": 0.5, "debian_tags_pairs": 0.4})
+    assert results["info_section"] == {
+        "metric": "ndcg_at_10",
+        "value": 0.5,
+        "dataset_split": "dev",
+        "task_type": "Retrieval",
+    }
+    assert results["debian_tags_pairs"]["metric"] == "cosine_spearman"
+    assert results["debian_tags_pairs"]["task_type"] == "STS"
