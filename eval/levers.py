@@ -14,8 +14,8 @@ import argparse
 import copy
 import json
 import logging
-import resource
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -43,24 +43,19 @@ def apply_overrides(base: RunConfig, overrides: dict) -> RunConfig:
     return RunConfig(**values)
 
 
-def load_baselines(path: str | Path) -> dict[str, str]:
-    """Untrained systems scored beside the variants: name -> an `eval.models.load_model` spec."""
-    return dict(yaml.safe_load(Path(path).read_text()).get("baselines") or {})
+@dataclass
+class Levers:
+    """`levers.yaml`, read once: the variants (run configs), untrained baselines (name -> `eval.models.load_model`
+    spec), the reference variant of the gain column, and how the dev split is scored."""
+
+    variants: dict[str, RunConfig]
+    baselines: dict[str, str]
+    reference: str
+    eval_max_seq_length: int
+    eval_max_rows: int | None
 
 
-def eval_data(path: str | Path) -> Path:
-    """The dev export the levers are scored on (each dev split capped at `eval_max_rows`), written on first use."""
-    from eval.export import export
-    from eval.tasks import default_eval_dir
-
-    max_rows = yaml.safe_load(Path(path).read_text()).get("eval_max_rows")
-    folder = default_eval_dir().with_name(f"eval-dev{max_rows or 'all'}")
-    if not (folder / "manifest.json").is_file():
-        export(output_dir=folder, splits=["dev"], max_rows=max_rows)
-    return folder
-
-
-def load_levers(path: str | Path) -> tuple[RunConfig, dict[str, RunConfig], str, int]:
+def load_levers(path: str | Path) -> Levers:
     spec = yaml.safe_load(Path(path).read_text())
     valid = {"base", "reference", "eval_max_seq_length", "eval_max_rows", "variants", "baselines"}
     unknown = set(spec) - valid
@@ -76,15 +71,28 @@ def load_levers(path: str | Path) -> tuple[RunConfig, dict[str, RunConfig], str,
     reference = spec.get("reference", next(iter(variants)))
     if reference not in variants:
         raise ValueError(f"reference {reference!r} is not a variant of {path}; variants: {sorted(variants)}")
-    return base, variants, reference, int(spec.get("eval_max_seq_length", 64))
+    return Levers(
+        variants=variants,
+        baselines=dict(spec.get("baselines") or {}),
+        reference=reference,
+        eval_max_seq_length=int(spec.get("eval_max_seq_length", 64)),
+        eval_max_rows=spec.get("eval_max_rows"),
+    )
 
 
-def cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
+def eval_data(max_rows: int | None) -> Path:
+    """The dev export the levers are scored on (each dev split capped at `max_rows`), written on first use."""
+    from eval.export import export
+    from eval.tasks import default_eval_dir
+
+    folder = default_eval_dir().with_name(f"eval-dev{max_rows or 'all'}")
+    if not (folder / "manifest.json").is_file():
+        export(output_dir=folder, splits=["dev"], max_rows=max_rows)
+    return folder
 
 
 def train_variant(cfg: RunConfig, final: Path) -> dict:
+    from train.monitor import cpu_seconds
     from train.pipeline import train
 
     wall, cpu = time.time(), cpu_seconds()
@@ -135,15 +143,17 @@ def main(argv=None) -> int:
     from eval.compare import compare
     from eval.tasks import LOCAL_TASKS, OUT_OF_DOMAIN_TASKS
 
-    _, variants, reference, max_len = load_levers(args.config)
-    known = set(variants) | set(load_baselines(args.config))
+    levers = load_levers(args.config)
+    variants, baselines, reference = levers.variants, levers.baselines, levers.reference
+    max_len = levers.eval_max_seq_length
+    known = set(variants) | set(baselines)
     unknown = set(args.only or []) - known
     if unknown:
         raise ValueError(f"Unknown variant(s) {sorted(unknown)}; known: {sorted(known)}")
     out = Path(args.output_dir)
     (out / "scores").mkdir(parents=True, exist_ok=True)
     tasks = list(LOCAL_TASKS)
-    data_dir = eval_data(args.config)
+    data_dir = eval_data(levers.eval_max_rows)
     for name, cfg in variants.items():
         if args.report_only or (args.only and name not in args.only):
             continue
@@ -167,7 +177,6 @@ def main(argv=None) -> int:
         )
         timing = json.loads(timing_file.read_text()) if timing_file.is_file() else None
         result_file.write_text(json.dumps({"scores": scores[name], "timing": timing}, indent=2))
-    baselines = load_baselines(args.config)
     for name, spec in baselines.items():
         result_file = out / "scores" / f"{name}.json"
         if args.report_only or (args.only and name not in args.only) or result_file.is_file():

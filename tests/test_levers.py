@@ -271,3 +271,26 @@ def test_card_results_name_metric_and_task_type_per_dev_task():
     }
     assert results["debian_tags_pairs"]["metric"] == "cosine_spearman"
     assert results["debian_tags_pairs"]["task_type"] == "STS"
+
+
+def test_distillation_with_cached_loss_is_refused_before_any_data_work(monkeypatch):
+    from train import pipeline
+
+    def no_data(task):
+        raise AssertionError("training data was read before the config was checked")
+
+    monkeypatch.setattr(pipeline, "training_pairs", no_data)
+    stage = StageConfig(tasks=["debian_description"], max_steps=1)
+    cfg = RunConfig(stages=[stage], distill_weight=1.0, cached_loss=True)
+    with pytest.raises(ValueError, match="cached_loss: false"):
+        pipeline.stage_datasets(stage, cfg, miner=None)
+
+
+def test_shipped_levers_yaml_loads_every_variant():
+    from eval.levers import load_levers
+
+    levers = load_levers("train/configs/levers.yaml")
+    assert levers.reference in levers.variants and levers.eval_max_rows == 250
+    assert levers.variants["demo-top8"].train_layers == 8 and levers.variants["demo"].train_layers is None
+    assert levers.variants["recipe+distill"].distill_weight == 1.0 and levers.variants["recipe"].distill_weight == 0
+    assert {"raw-mean", "minilm"} <= set(levers.baselines)

@@ -8,6 +8,7 @@ splits are never read here.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import resource
@@ -25,14 +26,15 @@ RETRIEVAL_DEV = ("debian_description", "pydoc_summary", "info_section")
 STS_DEV = ("debian_tags_pairs",)
 
 
-def _retrieval_rows(task: str) -> list[dict]:
+@functools.lru_cache(maxsize=None)  # read once per process: the demo scores four systems, a run every eval_steps
+def _retrieval_rows(task: str) -> tuple[dict, ...]:
     if task == "info_section":
         from eval.ood import build
 
-        return build()["info_section"]["dev"]
+        return tuple(build()["info_section"]["dev"])
     from train.data import load_source
 
-    return load_source(task)["dev"].to_list()
+    return tuple(load_source(task)["dev"].to_list())
 
 
 def _instruction(task: str) -> str:

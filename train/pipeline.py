@@ -33,6 +33,7 @@ from convert_to_nvembed import convert, save_nvembed_folder
 from modeling_nvembed import format_instruction
 from nvembed_defaults import peer_model_path
 from train.config import RunConfig, StageConfig, load_config
+from train.distill import text_columns
 from train.losses import (
     DistilledHardNegativesOnlyRankingLoss,
     DistilledMultipleNegativesRankingLoss,
@@ -143,6 +144,11 @@ def dataset_specs(cfg: RunConfig) -> dict:
     return configured_tasks(cfg.datasets)
 
 
+def all_specs(cfg: RunConfig) -> dict:
+    """The built-in tasks and the run's `datasets:` entries, by name."""
+    return {**task_specs(), **dataset_specs(cfg)}
+
+
 def dataset_pairs(task: str, cfg: RunConfig) -> Dataset:
     from train.data import configured_pairs
 
@@ -151,7 +157,10 @@ def dataset_pairs(task: str, cfg: RunConfig) -> Dataset:
 
 def stage_datasets(stage: StageConfig, cfg: RunConfig, miner) -> tuple[dict, dict, dict]:
     """Per-task training datasets (anchor, positive, negative_1..), losses and anchor prompts for one stage."""
-    specs = {**task_specs(), **dataset_specs(cfg)}
+    gather = cfg.gather_across_devices and distributed_state().num_processes > 1
+    if cfg.distill_weight > 0 and (cfg.cached_loss or gather):  # before any mining or teacher work
+        raise ValueError("distill_weight > 0 works with the plain losses on one process: set cached_loss: false.")
+    specs = all_specs(cfg)
     datasets, prompts, kinds = {}, {}, {}
     for task in stage.tasks:
         if task not in specs:
@@ -171,11 +180,8 @@ def stage_datasets(stage: StageConfig, cfg: RunConfig, miner) -> tuple[dict, dic
         kinds[task] = spec.kind
         prompts[task] = {"anchor": format_instruction(spec.instruction)}
     scale = 1.0 / cfg.temperature
-    gather = cfg.gather_across_devices and distributed_state().num_processes > 1
     losses = {}
     distill = {"distill_weight": cfg.distill_weight, "teacher_scale": 1.0 / cfg.distill_temperature}
-    if cfg.distill_weight > 0 and (cfg.cached_loss or gather):
-        raise ValueError("distill_weight > 0 works with the plain losses on one process: set cached_loss: false.")
     for task, data in datasets.items():
         if kinds[task] != "retrieval" and not stage.in_batch_negatives_for_non_retrieval:
             if cfg.distill_weight > 0:
@@ -297,9 +303,7 @@ def run_stage(model: SentenceTransformer, stage: StageConfig, index: int, cfg: R
         load_saved_weights(model, stage_dir / "final")
         return
     datasets, losses, prompts = stage_datasets(stage, cfg, miner)
-    columns = max(
-        len([c for c in d.column_names if c != "label"]) for d in datasets.values()
-    )  # label: teacher vectors
+    columns = max(len(text_columns(d)) for d in datasets.values())  # not `label` (teacher vectors)
     check_memory(stage, cfg, device, columns, model[0].model.config.text_config)
     args = SentenceTransformerTrainingArguments(
         output_dir=str(stage_dir),
@@ -399,7 +403,7 @@ def save_final(model: SentenceTransformer, cfg: RunConfig, output: Path) -> Path
 def _write_final(model: SentenceTransformer, nvembed, cfg: RunConfig, output: Path) -> None:
     if output.exists():
         shutil.rmtree(output)
-    specs = {**task_specs(), **dataset_specs(cfg)}
+    specs = all_specs(cfg)
     retrieval = [t for s in cfg.stages for t in s.tasks if specs[t].kind == "retrieval"]
     query_prompt = format_instruction(specs[retrieval[0]].instruction) if retrieval else model.prompts.get("query", "")
     save_nvembed_folder(nvembed, output, query_prompt=query_prompt, max_seq_length=4096)

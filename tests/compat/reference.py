@@ -25,24 +25,15 @@ TEXTS = [
 ]
 TASK = "Given a query, retrieve relevant passages"
 ROPE_THETA = 50000.0  # not the default 10000: a backbone config read with the wrong rotary keys gives other vectors
-CORPUS = TEXTS + ["Instruct: Given a query, retrieve relevant passages\nQuery:\n", "network time protocol daemon"]
 
 
 def make_tokenizer():
-    """A byte-level BPE tokenizer trained on a few sentences, with BOS/EOS like a llama tokenizer."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-    from transformers import PreTrainedTokenizerFast
+    """The tests' tiny byte-level BPE tokenizer (tests/conftest.py), with a chat template as SmolLM2's tokenizer has:
+    the saved folder must not carry it."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from conftest import make_tokenizer as tiny_tokenizer
 
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=300, special_tokens=["<unk>", "<s>", "</s>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
-    )
-    tok.train_from_iterator(CORPUS * 5, trainer)
-    tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>")
-    # A chat template, as SmolLM2's tokenizer has: the saved folder must not carry it.
+    tokenizer = tiny_tokenizer()
     tokenizer.chat_template = "{% for m in messages %}<s>{{ m['content'] }}</s>{% endfor %}"
     return tokenizer
 
