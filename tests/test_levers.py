@@ -3,6 +3,7 @@ out-of-domain evaluation tasks."""
 
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -198,6 +199,8 @@ def test_pipeline_with_eval_steps_scores_the_dev_sets_during_training(tiny_nvemb
     monkeypatch.setattr(pipeline, "training_pairs", toy_pairs)
     monkeypatch.setattr(pipeline, "task_specs", lambda: SPECS)
 
+    labelled = [{"text": t, "label": t.split()[0]} for t in ("gzip a", "gzip b", "fox a", "fox b")]
+
     def tiny_evaluators(limit, **kwargs):
         return [
             InformationRetrievalEvaluator(
@@ -206,7 +209,8 @@ def test_pipeline_with_eval_steps_scores_the_dev_sets_during_training(tiny_nvemb
                 relevant_docs={"q0": {"d0"}, "q1": {"d1"}},
                 name="debian_description",
                 write_csv=False,
-            )
+            ),
+            monitor.ClassificationEvaluator(labelled, labelled, name="debian_section"),
         ]
 
     monkeypatch.setattr(monitor, "dev_evaluators", tiny_evaluators)
@@ -224,6 +228,35 @@ def test_pipeline_with_eval_steps_scores_the_dev_sets_during_training(tiny_nvemb
     rows = read_curve(tmp_path / "run" / "dev_curve.jsonl")
     assert [r["step"] for r in rows] == [0, 2, 4]  # before training, then every eval_steps
     assert all(0 <= r["scores"]["debian_description"] <= 1 for r in rows)
+    assert all(r["scores"]["debian_section"] in (0.0, 0.25, 0.5, 0.75, 1.0) for r in rows)  # 4 dev rows
+
+
+class _LookupEncoder:
+    """encode() -> fixed vectors per text, to check what an evaluator computes from them."""
+
+    def __init__(self, vectors):
+        self.vectors, self.prompts = vectors, []
+
+    def encode(self, texts, prompt=None, **kwargs):
+        self.prompts.append(prompt)
+        return np.array([self.vectors[t] for t in texts], dtype=np.float32)
+
+
+def test_classification_evaluator_fits_on_the_first_rows_per_label_and_scores_dev_accuracy():
+    from train.monitor import TRAIN_ROWS_PER_LABEL, ClassificationEvaluator
+
+    train_rows = [{"text": f"{label}{i}", "label": label} for label in "ab" for i in range(TRAIN_ROWS_PER_LABEL + 5)]
+    dev_rows = [{"text": f"dev-{label}{i}", "label": label} for label in "ab" for i in range(4)]
+    evaluator = ClassificationEvaluator(train_rows, dev_rows, name="toy", prompt="Instruct: x\nQuery:\n")
+    assert len(evaluator.train_rows) == 2 * TRAIN_ROWS_PER_LABEL  # the extra 5 rows per label are not fitted
+
+    separable = {r["text"]: [1.0, 0.0] if r["label"] == "a" else [0.0, 1.0] for r in train_rows + dev_rows}
+    model = _LookupEncoder(separable)
+    assert evaluator(model) == {"toy_accuracy": 1.0}
+    assert model.prompts == ["Instruct: x\nQuery:\n"] * 2  # train and dev texts both get the instruction
+
+    swapped = dict(separable, **{r["text"]: separable[r["text"]][::-1] for r in dev_rows})  # dev vectors flipped
+    assert evaluator(_LookupEncoder(swapped)) == {"toy_accuracy": 0.0}
 
 
 def test_demo_compare_tables_every_system_with_library_evaluators(tiny_nvembed_folder, monkeypatch):
@@ -262,7 +295,9 @@ def test_demo_compare_tables_every_system_with_library_evaluators(tiny_nvembed_f
 def test_card_results_name_metric_and_task_type_per_dev_task():
     from train.monitor import card_results
 
-    results = card_results({"debian_description": 0.8, "info_section": 0.5, "debian_tags_pairs": 0.4})
+    results = card_results(
+        {"debian_description": 0.8, "info_section": 0.5, "debian_tags_pairs": 0.4, "debian_section": 0.6}
+    )
     assert results["info_section"] == {
         "metric": "ndcg_at_10",
         "value": 0.5,
@@ -271,6 +306,8 @@ def test_card_results_name_metric_and_task_type_per_dev_task():
     }
     assert results["debian_tags_pairs"]["metric"] == "cosine_spearman"
     assert results["debian_tags_pairs"]["task_type"] == "STS"
+    assert results["debian_section"]["metric"] == "accuracy"
+    assert results["debian_section"]["task_type"] == "Classification"
 
 
 def test_distillation_with_cached_loss_is_refused_before_any_data_work(monkeypatch):

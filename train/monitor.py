@@ -15,6 +15,7 @@ import resource
 import time
 from pathlib import Path
 
+from sentence_transformers.base.evaluation.evaluator import BaseEvaluator
 from transformers import TrainerCallback
 
 from modeling_nvembed import format_instruction
@@ -24,6 +25,8 @@ logger = logging.getLogger(__name__)
 
 RETRIEVAL_DEV = ("debian_description", "pydoc_summary", "info_section")
 STS_DEV = ("debian_tags_pairs",)
+CLASSIFICATION_DEV = ("debian_section",)
+TRAIN_ROWS_PER_LABEL = 16  # as eval.tasks.LocalClassificationTask: the first 16 train rows of each label
 
 
 @functools.lru_cache(maxsize=None)  # read once per process: the demo scores four systems, a run every eval_steps
@@ -44,9 +47,38 @@ def _instruction(task: str) -> str:
     return TASKS[task].instruction if task in TASKS else INSTRUCTIONS[task]
 
 
+class ClassificationEvaluator(BaseEvaluator):
+    """Accuracy of a logistic regression fitted on the embeddings of a few labelled train rows, scored on dev rows:
+    mteb's classification protocol (`eval.tasks.LocalClassificationTask`: the first `TRAIN_ROWS_PER_LABEL` train rows
+    of each label, sklearn's `LogisticRegression(max_iter=100)`, one experiment). sentence-transformers has no
+    evaluator that fits a classifier on frozen embeddings (`LabelAccuracyEvaluator` needs a trained softmax head)."""
+
+    def __init__(self, train_rows, dev_rows, name: str, prompt: str | None = None, batch_size: int = 32):
+        super().__init__()
+        self.primary_metric = "accuracy"
+        per_label: dict = {}
+        for row in train_rows:
+            per_label.setdefault(row["label"], []).append(row)
+        self.train_rows = [r for rows in per_label.values() for r in rows[:TRAIN_ROWS_PER_LABEL]]
+        self.dev_rows, self.name, self.prompt, self.batch_size = list(dev_rows), name, prompt, batch_size
+
+    def __call__(self, model, output_path=None, epoch: int = -1, steps: int = -1) -> dict[str, float]:
+        from sklearn.linear_model import LogisticRegression
+
+        def embed(rows):
+            texts = [r["text"] for r in rows]
+            return model.encode(texts, prompt=self.prompt, batch_size=self.batch_size, show_progress_bar=False)
+
+        classifier = LogisticRegression(max_iter=100, random_state=42)
+        classifier.fit(embed(self.train_rows), [r["label"] for r in self.train_rows])
+        accuracy = float(classifier.score(embed(self.dev_rows), [r["label"] for r in self.dev_rows]))
+        return self.prefix_name_to_metrics({"accuracy": accuracy}, self.name)
+
+
 def dev_evaluators(limit: int = 100, instructions: bool = True, batch_size: int = 32) -> list:
     """sentence-transformers evaluators: nDCG@10 on `limit` dev queries per retrieval task (corpus = their passages),
-    Spearman on `limit` dev pairs of the STS task. `instructions=False` for models that take none (MiniLM, raw)."""
+    Spearman on `limit` dev pairs of the STS task, accuracy on `limit` dev rows of the classification task.
+    `instructions=False` for models that take none (MiniLM, raw)."""
     from sentence_transformers.sentence_transformer.evaluation import (
         EmbeddingSimilarityEvaluator,
         InformationRetrievalEvaluator,
@@ -88,11 +120,23 @@ def dev_evaluators(limit: int = 100, instructions: bool = True, batch_size: int 
                 write_csv=False,
             )
         )
+    for task in CLASSIFICATION_DEV:
+        source = load_source(task)
+        evaluators.append(
+            ClassificationEvaluator(
+                source["train"].to_list(),
+                source["dev"].to_list()[: limit * 2],  # accuracy over many labels needs more rows than a ranking
+                name=task,
+                prompt=format_instruction(_instruction(task)) if instructions else None,
+                batch_size=batch_size,
+            )
+        )
     return evaluators
 
 
 def main_scores(metrics: dict[str, float]) -> dict[str, float]:
-    """Evaluator metrics -> {task: main score}: nDCG@10 for retrieval, cosine Spearman for STS."""
+    """Evaluator metrics -> {task: main score}: nDCG@10 for retrieval, cosine Spearman for STS, accuracy for
+    classification."""
     scores = {}
     for key, value in metrics.items():
         key = key.removeprefix("eval_")
@@ -101,6 +145,9 @@ def main_scores(metrics: dict[str, float]) -> dict[str, float]:
                 scores[task] = value
         for task in STS_DEV:
             if key == f"{task}_spearman_cosine":
+                scores[task] = value
+        for task in CLASSIFICATION_DEV:
+            if key == f"{task}_accuracy":
                 scores[task] = value
     return scores
 
@@ -195,11 +242,12 @@ def card_results(scores: dict[str, float]) -> dict[str, dict]:
     """Dev scores of `dev_scores` / the dev curve as `publish.card.render_card` eval results (metric, task type)."""
     from publish.card import KIND_TO_TASK_TYPE
 
+    metrics = {"sts": "cosine_spearman", "classification": "accuracy", "retrieval": "ndcg_at_10"}
     results = {}
     for task, value in scores.items():
-        kind = "sts" if task in STS_DEV else "retrieval"
+        kind = "sts" if task in STS_DEV else "classification" if task in CLASSIFICATION_DEV else "retrieval"
         results[task] = {
-            "metric": "cosine_spearman" if kind == "sts" else "ndcg_at_10",
+            "metric": metrics[kind],
             "value": value,
             "dataset_split": "dev",
             "task_type": KIND_TO_TASK_TYPE[kind],
