@@ -331,3 +331,16 @@ def test_shipped_levers_yaml_loads_every_variant():
     assert levers.variants["demo-top8"].train_layers == 8 and levers.variants["demo"].train_layers is None
     assert levers.variants["recipe+distill"].distill_weight == 1.0 and levers.variants["recipe"].distill_weight == 0
     assert {"raw-mean", "minilm"} <= set(levers.baselines)
+
+
+def test_curve_markdown_has_a_row_per_evaluation_and_a_dash_for_a_task_not_scored():
+    from train.monitor import curve_markdown
+
+    rows = [
+        {"step": 0, "stage": 1, "cpu_min": 0.5, "scores": {"a": 0.25}, "mean": 0.25},
+        {"step": 40, "stage": 1, "cpu_min": 10.3, "scores": {"a": 0.5, "b": 0.7}, "mean": 0.6},
+    ]
+    lines = curve_markdown(rows).splitlines()
+    assert lines[0] == "| step | stage | CPU-min | a | b | mean |"
+    assert lines[2] == "| 0 | 1 | 0.5 | 25.0 | - | 25.0 |"
+    assert lines[3] == "| 40 | 1 | 10.3 | 50.0 | 70.0 | 60.0 |"

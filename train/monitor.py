@@ -253,3 +253,26 @@ def card_results(scores: dict[str, float]) -> dict[str, dict]:
             "task_type": KIND_TO_TASK_TYPE[kind],
         }
     return results
+
+
+def curve_markdown(rows: list[dict]) -> str:
+    """The dev curve as a markdown table: one row per evaluation (step, stage, CPU-minutes, every task, mean)."""
+    tasks = sorted({t for r in rows for t in r["scores"]})
+    lines = [
+        "| step | stage | CPU-min | " + " | ".join(tasks) + " | mean |",
+        "|---:|---:|---:" + "|---:" * (len(tasks) + 1) + "|",
+    ]
+    for r in rows:
+        cells = [f"{100 * r['scores'][t]:.1f}" if t in r["scores"] else "-" for t in tasks]
+        lines.append(
+            f"| {r['step']} | {r['stage']} | {r['cpu_min']:.1f} | " + " | ".join(cells) + f" | {100 * r['mean']:.1f} |"
+        )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":  # python -m train.monitor runs/train: the run's dev curve as a table (and its PNG redrawn)
+    import sys
+
+    run = Path(sys.argv[1])
+    plot_curve(run / "dev_curve.jsonl", run / "dev_curve.png")
+    print(curve_markdown(read_curve(run / "dev_curve.jsonl")))
