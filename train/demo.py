@@ -79,11 +79,14 @@ def main(argv=None):
         "all-MiniLM-L6-v2 (bundled peer)": (lambda: SentenceTransformer(minilm, device="cpu"), False),
     }
     table = compare(systems, args.dev_queries, args.eval_max_seq_length)
+    from train.monitor import matmul_gflops
+
     report = (
         f"Dev split, {args.dev_queries} queries/pairs per task, {args.eval_max_seq_length} tokens: nDCG@10 for "
         "retrieval (corpus = those queries' passages; info_section is out of domain), Spearman for debian_tags_pairs, "
         "logistic-regression accuracy (16 train rows per label) for debian_section (dev rows: twice the queries). "
-        f"Training {train_minutes:.1f} min, total {(time.time() - start) / 60:.1f} min.\n\n" + markdown_table(table)
+        f"Training {train_minutes:.1f} min, total {(time.time() - start) / 60:.1f} min; this machine: "
+        f"{matmul_gflops():.0f} GFLOPS fp32 matmul at {torch.get_num_threads()} threads.\n\n" + markdown_table(table)
     )
     Path(cfg.output_dir, "demo_results.md").write_text(report + "\n")
     from publish.card import render_card

@@ -152,6 +152,19 @@ def main_scores(metrics: dict[str, float]) -> dict[str, float]:
     return scores
 
 
+def matmul_gflops(size: int = 1024, repeats: int = 5) -> float:
+    """fp32 matmul speed of this machine at torch's thread count: printed beside run times so that times measured on
+    different machines can be compared (the same 2-core job has run 3x slower on one host than on another)."""
+    import torch
+
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    a @ b  # warm-up
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2 * size**3 * repeats / (time.perf_counter() - start) / 1e9
+
+
 def cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
@@ -171,6 +184,7 @@ class RunMonitor(TrainerCallback):
         self.cpu_offset = max((r["cpu_min"] for r in rows), default=0.0) * 60 - cpu_seconds()
         self.started = time.time()
         self.start_step = None
+        logger.info("this machine: %.0f GFLOPS fp32 matmul (compare step times across machines)", matmul_gflops())
 
     def on_step_end(self, args, state, control, **kwargs):
         if self.start_step is None:
