@@ -37,6 +37,7 @@ from eval.ood import INSTRUCTIONS as OOD_INSTRUCTIONS
 
 # The instruction of each task is owned by train.data (one source for training and evaluation).
 from train.data import TASKS as SOURCES
+from train.data.core import CLASSIFIER_ROWS_PER_LABEL, first_rows_per_label
 
 
 logger = logging.getLogger(__name__)
@@ -121,7 +122,7 @@ class LocalClassificationTask(_LocalDataMixin, AbsTaskClassification):
     whole train file (4000 texts for debian_section), which costs a CPU comparison more than all other tasks together.
     """
 
-    train_rows_per_label = 16
+    train_rows_per_label = CLASSIFIER_ROWS_PER_LABEL
     samples_per_label = 16
     n_experiments = 1
 
@@ -130,15 +131,7 @@ class LocalClassificationTask(_LocalDataMixin, AbsTaskClassification):
 
     def _rows(self, split: str) -> list[dict]:
         rows = [{"text": r["text"], "label": r["label"]} for r in self._read(f"{split}.jsonl")]
-        if split != self.train_split:
-            return rows
-        per_label: dict = {}
-        kept = []
-        for row in rows:
-            per_label[row["label"]] = per_label.get(row["label"], 0) + 1
-            if per_label[row["label"]] <= self.train_rows_per_label:
-                kept.append(row)
-        return kept
+        return first_rows_per_label(rows, self.train_rows_per_label) if split == self.train_split else rows
 
     def _load_local(self) -> DatasetDict:
         return DatasetDict({split: Dataset.from_list(self._rows(split)) for split in self._splits_to_load()})

@@ -243,7 +243,8 @@ class _LookupEncoder:
 
 
 def test_classification_evaluator_fits_on_the_first_rows_per_label_and_scores_dev_accuracy():
-    from train.monitor import TRAIN_ROWS_PER_LABEL, ClassificationEvaluator
+    from train.data.core import CLASSIFIER_ROWS_PER_LABEL as TRAIN_ROWS_PER_LABEL
+    from train.monitor import ClassificationEvaluator
 
     train_rows = [{"text": f"{label}{i}", "label": label} for label in "ab" for i in range(TRAIN_ROWS_PER_LABEL + 5)]
     dev_rows = [{"text": f"dev-{label}{i}", "label": label} for label in "ab" for i in range(4)]

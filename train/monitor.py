@@ -26,7 +26,6 @@ logger = logging.getLogger(__name__)
 RETRIEVAL_DEV = ("debian_description", "pydoc_summary", "info_section")
 STS_DEV = ("debian_tags_pairs",)
 CLASSIFICATION_DEV = ("debian_section",)
-TRAIN_ROWS_PER_LABEL = 16  # as eval.tasks.LocalClassificationTask: the first 16 train rows of each label
 
 
 @functools.lru_cache(maxsize=None)  # read once per process: the demo scores four systems, a run every eval_steps
@@ -49,17 +48,16 @@ def _instruction(task: str) -> str:
 
 class ClassificationEvaluator(BaseEvaluator):
     """Accuracy of a logistic regression fitted on the embeddings of a few labelled train rows, scored on dev rows:
-    mteb's classification protocol (`eval.tasks.LocalClassificationTask`: the first `TRAIN_ROWS_PER_LABEL` train rows
-    of each label, sklearn's `LogisticRegression(max_iter=100)`, one experiment). sentence-transformers has no
+    mteb's classification protocol (`eval.tasks.LocalClassificationTask`: the first `CLASSIFIER_ROWS_PER_LABEL` train
+    rows of each label, sklearn's `LogisticRegression(max_iter=100)`, one experiment). sentence-transformers has no
     evaluator that fits a classifier on frozen embeddings (`LabelAccuracyEvaluator` needs a trained softmax head)."""
 
     def __init__(self, train_rows, dev_rows, name: str, prompt: str | None = None, batch_size: int = 32):
+        from train.data.core import first_rows_per_label
+
         super().__init__()
         self.primary_metric = "accuracy"
-        per_label: dict = {}
-        for row in train_rows:
-            per_label.setdefault(row["label"], []).append(row)
-        self.train_rows = [r for rows in per_label.values() for r in rows[:TRAIN_ROWS_PER_LABEL]]
+        self.train_rows = first_rows_per_label(train_rows)
         self.dev_rows, self.name, self.prompt, self.batch_size = list(dev_rows), name, prompt, batch_size
 
     def __call__(self, model, output_path=None, epoch: int = -1, steps: int = -1) -> dict[str, float]:
@@ -152,6 +150,7 @@ def main_scores(metrics: dict[str, float]) -> dict[str, float]:
     return scores
 
 
+@functools.lru_cache(maxsize=None)  # once per process: a run's RunMonitor starts once per stage
 def matmul_gflops(size: int = 1024, repeats: int = 5) -> float:
     """fp32 matmul speed of this machine at torch's thread count: printed beside run times so that times measured on
     different machines can be compared (the same 2-core job has run 3x slower on one host than on another)."""

@@ -31,9 +31,24 @@ SPLIT_BOUNDS = {"train": (0, 80), "dev": (80, 90), "test": (90, 100)}
 
 Row = dict
 
+# Classification scoring (mteb's eval.tasks.LocalClassificationTask and train.monitor's dev evaluator): the classifier
+# is fitted on the first rows of each label of the train split.
+CLASSIFIER_ROWS_PER_LABEL = 16
+
 
 class SourceNotFoundError(FileNotFoundError):
     """Raised when a text source (apt lists, stdlib) is not on this machine; the message says how to get it."""
+
+
+def first_rows_per_label(rows: Iterable[Row], n: int = CLASSIFIER_ROWS_PER_LABEL, key: str = "label") -> list[Row]:
+    """The rows in their order, keeping at most the first ``n`` of each ``row[key]``."""
+    seen: dict = defaultdict(int)
+    kept = []
+    for row in rows:
+        seen[row[key]] += 1
+        if seen[row[key]] <= n:
+            kept.append(row)
+    return kept
 
 
 def stable_hash(text: str) -> int:
