@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from train.config import RunConfig, StageConfig
-from train.losses import DistilledMultipleNegativesRankingLoss, similarity_distillation
+from train.losses import DistilledMultipleNegativesRankingLoss, similarity_distillation, similarity_mse
 
 
 def test_identity_latent_init_equals_mean_pooling_of_the_backbone(tiny_causal_lm, tmp_path):
@@ -100,6 +100,62 @@ def test_distilled_mnrl_is_mnrl_plus_weighted_kl(tiny_nvembed_folder):
     got = loss.compute_loss_from_embeddings(emb, teacher)
     want = plain.compute_loss_from_embeddings(emb, None) + 0.5 * similarity_distillation(emb, teacher, 20.0, 10.0)
     torch.testing.assert_close(got, want)
+
+
+def test_similarity_mse_targets_absolute_similarities_that_the_kl_term_ignores():
+    torch.manual_seed(2)
+    b, dt = 4, 6
+    teacher_cols = [F.normalize(torch.randn(b, dt), dim=-1) for _ in range(2)]
+    teacher = torch.cat(teacher_cols, dim=1)
+    assert float(similarity_mse(teacher_cols, teacher)) < 1e-10  # the teacher itself: nothing to learn
+    # crowded student: every vector near one direction, its softmax over candidates flat-ish, cosines all ~1
+    direction = torch.randn(1, dt)
+    crowded = [(direction + 0.05 * torch.randn(b, dt)).requires_grad_() for _ in range(2)]
+    got = similarity_mse(crowded, teacher)
+    expected = torch.stack(
+        [
+            (
+                F.normalize(crowded[0][i], dim=0) @ F.normalize(crowded[1][j], dim=0)
+                - teacher_cols[0][i] @ teacher_cols[1][j]
+            )
+            ** 2
+            for i in range(b)
+            for j in range(b)
+        ]
+    ).mean()
+    torch.testing.assert_close(got, expected)
+    assert float(got.detach()) > 0.2  # cosines ~1 against a random teacher's ~0
+    # one gradient step on it lowers the student's mean cosine: it spreads a crowded cone
+    before = float((F.normalize(crowded[0], dim=-1) @ F.normalize(crowded[1], dim=-1).T).mean())
+    got.backward()
+    with torch.no_grad():
+        moved = [x - 0.5 * x.grad for x in crowded]
+    after = float((F.normalize(moved[0], dim=-1) @ F.normalize(moved[1], dim=-1).T).mean())
+    assert after < before
+
+
+def test_distilled_mnrl_adds_the_weighted_similarity_mse(tiny_nvembed_folder):
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(str(tiny_nvembed_folder), trust_remote_code=True, device="cpu")
+    kl_only = DistilledMultipleNegativesRankingLoss(model, scale=20.0, distill_weight=0.5, teacher_scale=10.0)
+    both = DistilledMultipleNegativesRankingLoss(
+        model, scale=20.0, distill_weight=0.5, teacher_scale=10.0, similarity_weight=3.0
+    )
+    torch.manual_seed(3)
+    emb = [torch.randn(4, 32), torch.randn(4, 32)]
+    teacher = F.normalize(torch.randn(4, 2, 6), dim=-1).reshape(4, 12)
+    want = kl_only.compute_loss_from_embeddings(emb, teacher) + 3.0 * similarity_mse(emb, teacher)
+    torch.testing.assert_close(both.compute_loss_from_embeddings(emb, teacher), want)
+
+
+def test_similarity_weight_without_teacher_vectors_is_refused():
+    stages = [StageConfig(tasks=["a"], max_steps=1)]
+    with pytest.raises(ValueError, match="distill_similarity_weight"):
+        RunConfig(stages=stages, distill_weight=0.0, distill_similarity_weight=1.0)
+    with pytest.raises(ValueError, match="distill_similarity_weight"):
+        RunConfig(stages=stages, distill_weight=1.0, distill_similarity_weight=-1.0)
+    assert RunConfig(stages=stages, distill_weight=1.0, distill_similarity_weight=2.0).distill_similarity_weight == 2.0
 
 
 def test_levers_overrides_replace_keys_and_stages():
@@ -345,3 +401,14 @@ def test_curve_markdown_has_a_row_per_evaluation_and_a_dash_for_a_task_not_score
     assert lines[0] == "| step | stage | CPU-min | a | b | mean |"
     assert lines[2] == "| 0 | 1 | 0.5 | 25.0 | - | 25.0 |"
     assert lines[3] == "| 40 | 1 | 10.3 | 50.0 | 70.0 | 60.0 |"
+
+
+def test_demo_scores_the_baselines_only_when_asked(tmp_path):
+    from train.demo import demo_systems
+
+    default = demo_systems(tmp_path / "base", tmp_path / "final")
+    assert list(default) == ["NV-Embed, trained (this demo)", "all-MiniLM-L6-v2 (bundled peer)"]
+    assert [uses_instruction for _, uses_instruction in default.values()] == [True, False]
+    full = demo_systems(tmp_path / "base", tmp_path / "final", baselines=True)
+    assert list(full)[:2] == ["SmolLM2-135M, mean pooling (raw)", "NV-Embed, converted, untrained"]
+    assert list(full)[2:] == list(default)

@@ -122,6 +122,11 @@ class RunConfig:
             teacher's and the student's softmax over each anchor's batch candidates, added to the ranking loss);
             0 switches it off (the paper's recipe).
         distill_temperature: temperature of the teacher's softmax in that term.
+        distill_similarity_weight: weight of a second distillation term, the mean squared error between the student's
+            and the teacher's in-batch cosine similarities (Jasper's similarity loss, arXiv 2412.19048). The KL term
+            and the ranking loss only see differences of similarities, so they leave every vector crowded in one
+            cone (unrelated texts at cosine ~0.9); this term pulls absolute similarities to the teacher's. Needs
+            distill_weight > 0 (the teacher vectors); 0 switches it off.
         max_seq_length: tokens per text during training.
         eval_steps: score the dev sets (train.monitor: in-domain and out-of-domain retrieval, STS) every N steps and
             write the learning curve (`dev_curve.jsonl`/`.png`); None: no evaluation during training.
@@ -152,6 +157,7 @@ class RunConfig:
     mining_model: str = "teacher"
     distill_weight: float = 0.0
     distill_temperature: float = 0.05
+    distill_similarity_weight: float = 0.0
     relative_margin: float = 0.05  # positive-aware mining: keep negatives scoring below 95% of the positive
     mining_cache_dir: str = "runs/mined-cache"  # shared by runs: mining with the fixed teacher depends only on data
     max_seq_length: int = 128
@@ -178,6 +184,11 @@ class RunConfig:
             raise ValueError(
                 f"distill_weight must be >= 0 and distill_temperature > 0, got {self.distill_weight}, "
                 f"{self.distill_temperature}"
+            )
+        if self.distill_similarity_weight < 0 or (self.distill_similarity_weight > 0 and self.distill_weight == 0):
+            raise ValueError(
+                f"distill_similarity_weight must be >= 0 and needs distill_weight > 0 (the teacher vectors), got "
+                f"{self.distill_similarity_weight} with distill_weight {self.distill_weight}"
             )
         if not 0 < self.temperature:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")

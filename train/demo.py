@@ -1,7 +1,7 @@
 """The main job (`make demo`): convert the bundled SmolLM2-135M into NV-Embed, train both stages briefly on the
 offline data, compare on the dev split, save `./nvembed`, and encode with `SentenceTransformer("nvembed")`.
 
-    python -m train.demo [--config train/configs/demo.yaml] [--output nvembed] [--dev-queries 200]
+    python -m train.demo [--config train/configs/demo.yaml] [--output nvembed] [--dev-queries 200] [--baselines]
 """
 
 import argparse
@@ -40,6 +40,24 @@ def compare(systems: dict, limit: int, max_seq_length: int) -> dict[str, dict[st
     return table
 
 
+def demo_systems(base: Path, final: Path, baselines: bool = False) -> dict:
+    """name -> (loader, whether its queries get the task instruction): the trained model and its teacher, and with
+    `baselines` the raw backbone and the untrained conversion first (each costs as much to score as the trained)."""
+    from sentence_transformers import SentenceTransformer
+
+    systems = {}
+    if baselines:
+        systems["SmolLM2-135M, mean pooling (raw)"] = (lambda: raw_backbone("mean", ""), False)
+        systems["NV-Embed, converted, untrained"] = (
+            lambda: SentenceTransformer(str(base), trust_remote_code=True),
+            True,
+        )
+    systems["NV-Embed, trained (this demo)"] = (lambda: SentenceTransformer(str(final), trust_remote_code=True), True)
+    minilm = str(peer_model_path())
+    systems["all-MiniLM-L6-v2 (bundled peer)"] = (lambda: SentenceTransformer(minilm, device="cpu"), False)
+    return systems
+
+
 def markdown_table(table: dict[str, dict[str, float]]) -> str:
     tasks = [t for t in next(iter(table.values())) if t != "mean"]
     lines = ["| system | " + " | ".join(tasks) + " | mean |", "|---" + "|---:" * (len(tasks) + 1) + "|"]
@@ -54,6 +72,12 @@ def main(argv=None):
     parser.add_argument("--output", default="nvembed", help="where the trained model is saved")
     parser.add_argument("--dev-queries", type=int, default=100, help="dev queries/pairs per task in the comparison")
     parser.add_argument("--eval-max-seq-length", type=int, default=64)
+    parser.add_argument(
+        "--baselines",
+        action="store_true",
+        help="also score the raw backbone (mean pooling) and the untrained conversion: ~3 min each on 2 cores, so "
+        "left out of the default run (their numbers are in benchmarks/results/demo.txt and the README)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     torch.set_num_threads(max(1, torch.get_num_threads()))
@@ -71,13 +95,7 @@ def main(argv=None):
     final = train(cfg, args.output)
     train_minutes = (time.time() - t0) / 60
 
-    minilm = str(peer_model_path())
-    systems = {  # name -> (loader, whether its queries get the task instruction)
-        "SmolLM2-135M, mean pooling (raw)": (lambda: raw_backbone("mean", ""), False),
-        "NV-Embed, converted, untrained": (lambda: SentenceTransformer(str(base), trust_remote_code=True), True),
-        "NV-Embed, trained (this demo)": (lambda: SentenceTransformer(str(final), trust_remote_code=True), True),
-        "all-MiniLM-L6-v2 (bundled peer)": (lambda: SentenceTransformer(minilm, device="cpu"), False),
-    }
+    systems = demo_systems(base, final, baselines=args.baselines)
     table = compare(systems, args.dev_queries, args.eval_max_seq_length)
     from train.monitor import matmul_gflops
 

@@ -48,6 +48,22 @@ class HardNegativesOnlyRankingLoss(MultipleNegativesRankingLoss):
         return F.cross_entropy(scores, target)
 
 
+def _similarities(embeddings: list[torch.Tensor], teacher: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(student, teacher) cosine similarities of each anchor to every candidate of the batch, each (B, (k - 1) * B)."""
+    batch, k = embeddings[0].shape[0], len(embeddings)
+    if teacher is None or teacher.dim() != 2 or teacher.shape[0] != batch or teacher.shape[1] % k:
+        shape = None if teacher is None else tuple(teacher.shape)
+        raise ValueError(
+            f"Similarity distillation needs a (batch, {k} * teacher_dim) `label` column of cached teacher vectors; "
+            f"got {shape}. Set distill_weight: 0 or let train.distill add the column."
+        )
+    t = teacher.view(batch, k, -1).to(embeddings[0].dtype)
+    t_queries, t_docs = t[:, 0], t[:, 1:].transpose(0, 1).reshape((k - 1) * batch, -1)
+    s_queries = F.normalize(embeddings[0], dim=-1)
+    s_docs = F.normalize(torch.cat(embeddings[1:]), dim=-1)
+    return s_queries @ s_docs.T, t_queries @ t_docs.T
+
+
 def similarity_distillation(
     embeddings: list[torch.Tensor], teacher: torch.Tensor, scale: float, teacher_scale: float
 ) -> torch.Tensor:
@@ -63,32 +79,35 @@ def similarity_distillation(
     ...), so with distillation weight w the loss is MNRL + w * KL. The teacher's scores are soft, so items of the
     same label in a classification batch are not pushed apart as they would be as in-batch negatives.
     """
-    batch, k = embeddings[0].shape[0], len(embeddings)
-    if teacher is None or teacher.dim() != 2 or teacher.shape[0] != batch or teacher.shape[1] % k:
-        shape = None if teacher is None else tuple(teacher.shape)
-        raise ValueError(
-            f"Similarity distillation needs a (batch, {k} * teacher_dim) `label` column of cached teacher vectors; "
-            f"got {shape}. Set distill_weight: 0 or let train.distill add the column."
-        )
-    t = teacher.view(batch, k, -1).to(embeddings[0].dtype)
-    t_queries, t_docs = t[:, 0], t[:, 1:].transpose(0, 1).reshape((k - 1) * batch, -1)
-    s_queries = F.normalize(embeddings[0], dim=-1)
-    s_docs = F.normalize(torch.cat(embeddings[1:]), dim=-1)
-    log_student = F.log_softmax(s_queries @ s_docs.T * scale, dim=-1)
-    target = F.softmax(t_queries @ t_docs.T * teacher_scale, dim=-1)
+    student, teacher_scores = _similarities(embeddings, teacher)
+    log_student = F.log_softmax(student * scale, dim=-1)
+    target = F.softmax(teacher_scores * teacher_scale, dim=-1)
     return F.kl_div(log_student, target, reduction="batchmean")
+
+
+def similarity_mse(embeddings: list[torch.Tensor], teacher: torch.Tensor) -> torch.Tensor:
+    """Mean squared error between the student's and the teacher's in-batch cosine similarities (the candidates of
+    `similarity_distillation`; Jasper's similarity loss, arXiv 2412.19048). An absolute target: the softmax terms
+    only see differences of similarities and leave vectors crowded in one cone; this one spreads them as the teacher
+    does."""
+    student, target = _similarities(embeddings, teacher)
+    return F.mse_loss(student, target)
 
 
 class _DistillationMixin:
     """Adds `distill_weight * similarity_distillation(...)` to a ranking loss that computes embeddings once."""
 
-    def _init_distillation(self, distill_weight: float, teacher_scale: float) -> None:
+    def _init_distillation(self, distill_weight: float, teacher_scale: float, similarity_weight: float) -> None:
         self.distill_weight = distill_weight
         self.teacher_scale = teacher_scale
+        self.similarity_weight = similarity_weight
 
     def compute_loss_from_embeddings(self, embeddings: list[torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
         loss = super().compute_loss_from_embeddings(embeddings, labels)
-        return loss + self.distill_weight * similarity_distillation(embeddings, labels, self.scale, self.teacher_scale)
+        loss = loss + self.distill_weight * similarity_distillation(embeddings, labels, self.scale, self.teacher_scale)
+        if self.similarity_weight > 0:
+            loss = loss + self.similarity_weight * similarity_mse(embeddings, labels)
+        return loss
 
 
 class DistilledMultipleNegativesRankingLoss(_DistillationMixin, MultipleNegativesRankingLoss):
@@ -99,16 +118,32 @@ class DistilledMultipleNegativesRankingLoss(_DistillationMixin, MultipleNegative
         scale: 1 / temperature of MNRL and of the student's distillation softmax.
         distill_weight: weight of the KL term.
         teacher_scale: 1 / temperature of the teacher's softmax.
+        similarity_weight: weight of `similarity_mse` (0: off).
     """
 
-    def __init__(self, model, scale: float = 20.0, distill_weight: float = 1.0, teacher_scale: float = 20.0, **kwargs):
+    def __init__(
+        self,
+        model,
+        scale: float = 20.0,
+        distill_weight: float = 1.0,
+        teacher_scale: float = 20.0,
+        similarity_weight: float = 0.0,
+        **kwargs,
+    ):
         super().__init__(model, scale=scale, similarity_fct=cos_sim, **kwargs)
-        self._init_distillation(distill_weight, teacher_scale)
+        self._init_distillation(distill_weight, teacher_scale, similarity_weight)
 
 
 class DistilledHardNegativesOnlyRankingLoss(_DistillationMixin, HardNegativesOnlyRankingLoss):
     """HardNegativesOnlyRankingLoss + in-batch similarity distillation (soft teacher scores over the whole batch)."""
 
-    def __init__(self, model, scale: float = 20.0, distill_weight: float = 1.0, teacher_scale: float = 20.0):
+    def __init__(
+        self,
+        model,
+        scale: float = 20.0,
+        distill_weight: float = 1.0,
+        teacher_scale: float = 20.0,
+        similarity_weight: float = 0.0,
+    ):
         super().__init__(model, scale=scale)
-        self._init_distillation(distill_weight, teacher_scale)
+        self._init_distillation(distill_weight, teacher_scale, similarity_weight)

@@ -181,7 +181,11 @@ def stage_datasets(stage: StageConfig, cfg: RunConfig, miner) -> tuple[dict, dic
         prompts[task] = {"anchor": format_instruction(spec.instruction)}
     scale = 1.0 / cfg.temperature
     losses = {}
-    distill = {"distill_weight": cfg.distill_weight, "teacher_scale": 1.0 / cfg.distill_temperature}
+    distill = {
+        "distill_weight": cfg.distill_weight,
+        "teacher_scale": 1.0 / cfg.distill_temperature,
+        "similarity_weight": cfg.distill_similarity_weight,
+    }
     for task, data in datasets.items():
         if kinds[task] != "retrieval" and not stage.in_batch_negatives_for_non_retrieval:
             if cfg.distill_weight > 0:
