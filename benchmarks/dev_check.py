@@ -1,0 +1,77 @@
+"""Quick side-by-side dev check of trained model folders: the demo's dev scores (train.monitor.dev_scores, the
+sentence-transformers evaluators `make demo` prints) plus a debian_section probe, for levers that are cheaper to
+judge this way than with the full mteb sweep (eval.levers, ~10 min per system on 2 cores).
+
+The probe fits sklearn's LogisticRegression on the first CLASSIFIER_ROWS_PER_LABEL train rows of each section (the
+mteb protocol) at C=1 (mteb's setting) and at C=10, and prints the mean cosine between those rows. A large gap between
+the two accuracies with a high mean cosine says the classes are there but crowded into one cone, where C=1's
+regularisation cannot separate them at unit norm.
+
+    python benchmarks/dev_check.py demo=nvembed simmse=runs/lv-simmse/model [--dev-queries 100] [--section-rows 500]
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def section_probe(model, rows: int, prompt: str | None) -> dict[str, float]:
+    from sklearn.linear_model import LogisticRegression
+
+    from train.data import load_source
+    from train.data.core import first_rows_per_label
+
+    source = load_source("debian_section")
+    train_rows, dev_rows = first_rows_per_label(source["train"].to_list()), source["dev"].to_list()[:rows]
+    x = model.encode([r["text"] for r in train_rows], prompt=prompt, batch_size=32, normalize_embeddings=True)
+    y = model.encode([r["text"] for r in dev_rows], prompt=prompt, batch_size=32, normalize_embeddings=True)
+    x_labels, y_labels = [r["label"] for r in train_rows], [r["label"] for r in dev_rows]
+    out = {"section_mean_cos": float((x @ x.T).mean())}
+    for c in (1, 10):
+        classifier = LogisticRegression(max_iter=100, C=c, random_state=42).fit(x, x_labels)
+        out[f"section_acc_C{c}"] = float(classifier.score(y, y_labels))
+    return out
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("models", nargs="+", help="name=folder; the folder 'minilm' is the bundled all-MiniLM-L6-v2")
+    parser.add_argument("--dev-queries", type=int, default=100)
+    parser.add_argument("--section-rows", type=int, default=500)
+    parser.add_argument("--max-seq-length", type=int, default=64)
+    args = parser.parse_args(argv)
+    from sentence_transformers import SentenceTransformer
+
+    from modeling_nvembed import format_instruction
+    from nvembed_defaults import peer_model_path
+    from train.data import TASKS
+    from train.monitor import dev_scores
+
+    table = {}
+    for spec in args.models:
+        name, _, folder = spec.partition("=")
+        if not folder:
+            raise SystemExit(f"expected name=folder, got {spec!r}")
+        peer = folder == "minilm"
+        if not peer and not Path(folder, "modules.json").is_file():
+            raise SystemExit(f"{folder!r} is not a sentence-transformers folder (no modules.json)")
+        model = SentenceTransformer(
+            str(peer_model_path()) if peer else folder, trust_remote_code=not peer, device="cpu"
+        )
+        model.max_seq_length = args.max_seq_length
+        row = dev_scores(model, instructions=not peer, limit=args.dev_queries)
+        prompt = None if peer else format_instruction(TASKS["debian_section"].instruction)
+        row.update(section_probe(model, args.section_rows, prompt))
+        table[name] = row
+        print(name, row, flush=True)
+    columns = list(next(iter(table.values())))
+    print("\n| model | " + " | ".join(columns) + " |\n|---" + "|---:" * len(columns) + "|")
+    for name, row in table.items():
+        print(f"| {name} | " + " | ".join(f"{100 * row[c]:.1f}" for c in columns) + " |")
+
+
+if __name__ == "__main__":
+    main()
