@@ -412,3 +412,27 @@ def test_demo_scores_the_baselines_only_when_asked(tmp_path):
     full = demo_systems(tmp_path / "base", tmp_path / "final", baselines=True)
     assert list(full)[:2] == ["SmolLM2-135M, mean pooling (raw)", "NV-Embed, converted, untrained"]
     assert list(full)[2:] == list(default)
+
+
+def test_the_card_of_a_trained_folder_carries_its_recipe(tiny_nvembed_folder, tmp_path):
+    import json
+    import shutil
+
+    from train.pipeline import write_card
+
+    folder = shutil.copytree(tiny_nvembed_folder, tmp_path / "model")
+    cfg = RunConfig(
+        output_dir=str(tmp_path / "run"),
+        lora=False,
+        distill_weight=1.0,
+        stages=[
+            StageConfig(tasks=["debian_description"], max_steps=24, learning_rate=2.0e-4),
+            StageConfig(tasks=["debian_description", "debian_section"], max_steps=12, learning_rate=1.5e-4),
+        ],
+    )
+    write_card(folder, cfg, eval_results={"debian_description": {"metric": "ndcg_at_10", "value": 0.9}})
+    saved = json.loads((folder / "training_config.json").read_text())
+    assert [s["learning_rate"] for s in saved["stages"]] == [2.0e-4, 1.5e-4]
+    assert saved["distill_weight"] == 1.0 and "lora_rank" not in saved  # LoRA's keys only when it is on
+    card = (folder / "README.md").read_text()
+    assert "0.00015" in card and "debian_section" in card  # stage 2's rate and task list are in the card

@@ -107,15 +107,11 @@ def main(argv=None):
         f"{matmul_gflops():.0f} GFLOPS fp32 matmul at {torch.get_num_threads()} threads.\n\n" + markdown_table(table)
     )
     Path(cfg.output_dir, "demo_results.md").write_text(report + "\n")
-    from publish.card import render_card
     from train.monitor import card_results
+    from train.pipeline import write_card
 
     trained = table["NV-Embed, trained (this demo)"]
-    render_card(
-        final,
-        base_model="HuggingFaceTB/SmolLM2-135M-Instruct",
-        eval_results=card_results({t: v for t, v in trained.items() if t != "mean"}),
-    )
+    write_card(final, cfg, eval_results=card_results({t: v for t, v in trained.items() if t != "mean"}))
     Path(cfg.output_dir, "demo_results.json").write_text(json.dumps(table, indent=2))
     print("\n" + report + "\n")
 

@@ -450,15 +450,61 @@ def main(argv=None):
     print(final)
 
 
-def write_card(final: Path, cfg: RunConfig) -> None:
-    """The model card, with the dev scores of the run's last evaluation (train.monitor) when it had any."""
-    from publish.card import render_card
+CARD_HYPERPARAMETERS = (
+    "latent_init",
+    "num_latents",
+    "mask_type",
+    "pooling_mode",
+    "lora",
+    "train_layers",
+    "temperature",
+    "distill_weight",
+    "distill_temperature",
+    "distill_similarity_weight",
+    "max_seq_length",
+    "seed",
+)
+CARD_STAGE_KEYS = (
+    "tasks",
+    "max_steps",
+    "batch_size",
+    "learning_rate",
+    "num_hard_negatives",
+    "in_batch_negatives_for_non_retrieval",
+    "max_examples_per_task",
+)
+
+
+def card_training_config(cfg: RunConfig) -> dict:
+    """The run's recipe as `publish.card.render_card`'s `training_config` (hyper-parameters, stages, hardware), also
+    saved as the folder's `training_config.json` so that `publish` renders the same card later."""
+    hyper = {key: getattr(cfg, key) for key in CARD_HYPERPARAMETERS}
+    if cfg.lora:
+        hyper |= {"lora_rank": cfg.lora_rank, "lora_alpha": cfg.lora_alpha}
+    if torch.cuda.is_available():
+        hardware = f"GPU ({torch.cuda.get_device_name(0)})"
+    else:
+        hardware = f"CPU, {torch.get_num_threads()} threads"
+    stages = [{key: getattr(stage, key) for key in CARD_STAGE_KEYS} for stage in cfg.stages]
+    return {**hyper, "stages": stages, "hardware": hardware}
+
+
+def write_card(final: Path, cfg: RunConfig, eval_results: dict | None = None) -> None:
+    """The model card and `training_config.json`, with `eval_results` or else the dev scores of the run's last
+    evaluation (train.monitor) when it had any."""
+    from publish.card import TRAINING_CONFIG_FILE, render_card
     from train.monitor import card_results, read_curve
 
-    curve = read_curve(Path(cfg.output_dir) / "dev_curve.jsonl")
-    results = card_results(curve[-1]["scores"]) if curve else {}
+    if eval_results is None:
+        curve = read_curve(Path(cfg.output_dir) / "dev_curve.jsonl")
+        eval_results = card_results(curve[-1]["scores"]) if curve else {}
+    training_config = card_training_config(cfg)
+    Path(final, TRAINING_CONFIG_FILE).write_text(json.dumps(training_config, indent=2) + "\n")
     render_card(
-        final, base_model=cfg.base_model or "HuggingFaceTB/SmolLM2-135M-Instruct", eval_results=results or None
+        final,
+        base_model=cfg.base_model or "HuggingFaceTB/SmolLM2-135M-Instruct",
+        training_config=training_config,
+        eval_results=eval_results or None,
     )
 
 
