@@ -95,9 +95,28 @@ def similarity_mse(embeddings: list[torch.Tensor], teacher: torch.Tensor) -> tor
 
 
 class _DistillationMixin:
-    """Adds `distill_weight * similarity_distillation(...)` to a ranking loss that computes embeddings once."""
+    """Adds `distill_weight * similarity_distillation(...)` and `similarity_weight * similarity_mse(...)` to a ranking
+    loss that computes embeddings once.
 
-    def _init_distillation(self, distill_weight: float, teacher_scale: float, similarity_weight: float) -> None:
+    Args:
+        model: the SentenceTransformer being trained.
+        scale: 1 / temperature of the ranking loss and of the student's distillation softmax.
+        distill_weight: weight of the KL term.
+        teacher_scale: 1 / temperature of the teacher's softmax.
+        similarity_weight: weight of `similarity_mse` (0: off).
+        **kwargs: passed on to the ranking loss.
+    """
+
+    def __init__(
+        self,
+        model,
+        scale: float = 20.0,
+        distill_weight: float = 1.0,
+        teacher_scale: float = 20.0,
+        similarity_weight: float = 0.0,
+        **kwargs,
+    ):
+        super().__init__(model, scale=scale, **kwargs)
         self.distill_weight = distill_weight
         self.teacher_scale = teacher_scale
         self.similarity_weight = similarity_weight
@@ -111,39 +130,9 @@ class _DistillationMixin:
 
 
 class DistilledMultipleNegativesRankingLoss(_DistillationMixin, MultipleNegativesRankingLoss):
-    """MultipleNegativesRankingLoss + in-batch similarity distillation from cached teacher vectors (`label` column).
-
-    Args:
-        model: the SentenceTransformer being trained.
-        scale: 1 / temperature of MNRL and of the student's distillation softmax.
-        distill_weight: weight of the KL term.
-        teacher_scale: 1 / temperature of the teacher's softmax.
-        similarity_weight: weight of `similarity_mse` (0: off).
-    """
-
-    def __init__(
-        self,
-        model,
-        scale: float = 20.0,
-        distill_weight: float = 1.0,
-        teacher_scale: float = 20.0,
-        similarity_weight: float = 0.0,
-        **kwargs,
-    ):
-        super().__init__(model, scale=scale, similarity_fct=cos_sim, **kwargs)
-        self._init_distillation(distill_weight, teacher_scale, similarity_weight)
+    """MultipleNegativesRankingLoss (cosine similarity, its default) + in-batch similarity distillation from cached
+    teacher vectors (`label` column); arguments as `_DistillationMixin`."""
 
 
 class DistilledHardNegativesOnlyRankingLoss(_DistillationMixin, HardNegativesOnlyRankingLoss):
     """HardNegativesOnlyRankingLoss + in-batch similarity distillation (soft teacher scores over the whole batch)."""
-
-    def __init__(
-        self,
-        model,
-        scale: float = 20.0,
-        distill_weight: float = 1.0,
-        teacher_scale: float = 20.0,
-        similarity_weight: float = 0.0,
-    ):
-        super().__init__(model, scale=scale)
-        self._init_distillation(distill_weight, teacher_scale, similarity_weight)
