@@ -72,10 +72,13 @@ pins = transformers==$(patsubst tf%,%,$(word 1,$(subst -, ,$(1)))) \
 # torch and the other large dependencies that do not differ between pairs are installed once and hard-linked into
 # each pair's venv (cp -al: seconds instead of a 700 MB unpack each); each pair then installs only its pins.
 COMPAT_SHARED = torch==2.13.0 numpy scipy scikit-learn regex pyyaml requests tqdm "pytest>=8"
-$(COMPAT)/torch/.installed:
+# No ensurepip in these venvs (it failed once on a CI machine right after the main suite, exit 1 with no message):
+# the main venv's pip installs pip and the shared packages into them (`pip --python`).
+$(COMPAT)/torch/.installed: $(STAMP)
 	rm -rf $(COMPAT)/torch
-	$(PY) -m venv $(COMPAT)/torch
-	$(COMPAT)/torch/bin/pip install -q $(COMPAT_SHARED)
+	@df -h . $${TMPDIR:-/tmp} | sed 's/^/compat: /'
+	$(PY) -m venv --without-pip $(COMPAT)/torch
+	$(BIN)/pip --python $(COMPAT)/torch/bin/python install -q pip $(COMPAT_SHARED)
 	touch $@
 
 $(COMPAT)/%/.installed: $(COMPAT)/torch/.installed
