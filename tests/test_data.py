@@ -238,6 +238,21 @@ def test_example_pairs_never_pair_an_example_with_itself_and_negatives_have_anot
     assert data.training_pairs(name).to_dict() == pairs.to_dict()  # same seed, same rows
 
 
+def test_label_negatives_come_from_distinct_other_labels_and_one_keeps_the_old_rows(synthetic):
+    labels = {row["text"]: row["label"] for row in data.load_source("debian_section")["train"]}
+    assert len(set(labels.values())) == 3  # the fixture's sections: two negatives is the most there can be
+    pairs = data.training_pairs("debian_section", num_negatives=2)
+    assert pairs.column_names == ["anchor", "positive", "negative_1", "negative_2", "task"]
+    for row in pairs:
+        negative_labels = [labels[row[f"negative_{i}"]] for i in (1, 2)]
+        assert labels[row["anchor"]] not in negative_labels
+        assert len(set(negative_labels)) == 2  # one per label: two classes to tell apart, not one twice
+    one = data.training_pairs("debian_section", num_negatives=1)
+    assert one.to_dict() == data.training_pairs("debian_section").to_dict()
+    with pytest.raises(ValueError, match="need 4 labels; the data has 3"):
+        data.training_pairs("debian_section", num_negatives=3)
+
+
 def test_retrieval_pairs_map_query_to_passage(synthetic):
     source = data.load_source("pydoc_summary")["train"]
     pairs = data.training_pairs("pydoc_summary")

@@ -33,7 +33,7 @@ class Spec:
 SPECS = {"toy_retrieval": Spec("retrieval", "Given a query, retrieve the passage")}
 
 
-def toy_pairs(task: str):
+def toy_pairs(task: str, label_negatives: int = 1):
     """48 (anchor, positive) pairs; the index prefix makes every text unique, so NO_DUPLICATES never reorders."""
     from datasets import Dataset
 

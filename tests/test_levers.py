@@ -370,7 +370,7 @@ def test_card_results_name_metric_and_task_type_per_dev_task():
 def test_distillation_with_cached_loss_is_refused_before_any_data_work(monkeypatch):
     from train import pipeline
 
-    def no_data(task):
+    def no_data(task, label_negatives=1):
         raise AssertionError("training data was read before the config was checked")
 
     monkeypatch.setattr(pipeline, "training_pairs", no_data)

@@ -37,7 +37,7 @@ SPECS = {
 }
 
 
-def toy_pairs(task: str) -> Dataset:
+def toy_pairs(task: str, label_negatives: int = 1) -> Dataset:
     rng = torch.Generator().manual_seed(0)
     rows = []
     for i in range(48):
@@ -45,7 +45,8 @@ def toy_pairs(task: str) -> Dataset:
         rows.append({"anchor": f"{i} " + " ".join(words[:2]), "positive": f"{i} " + " ".join(words), "task": task})
     if SPECS[task].kind != "retrieval":
         for i, row in enumerate(rows):
-            row["negative_1"] = rows[(i + 1) % len(rows)]["positive"]
+            for k in range(1, label_negatives + 1):
+                row[f"negative_{k}"] = rows[(i + k) % len(rows)]["positive"]
     return Dataset.from_list(rows)
 
 
@@ -141,7 +142,9 @@ def test_pipeline_picks_each_task_kinds_loss(
     }
     monkeypatch.setattr(pipeline, "task_specs", lambda: specs)
     monkeypatch.setattr(
-        pipeline, "training_pairs", lambda task: toy_pairs("toy_classes" if task != "toy_retrieval" else task)
+        pipeline,
+        "training_pairs",
+        lambda task, label_negatives=1: toy_pairs("toy_classes" if task != "toy_retrieval" else task),
     )
     cfg = run_config(tmp_path, tiny_nvembed_folder, temperature=0.02, cached_loss=cached_loss, mini_batch_size=3)
     miner = pipeline.Miner(pipeline.load_for_training(tiny_nvembed_folder, cfg, "cpu"), cfg, "cpu")
@@ -163,6 +166,18 @@ def test_pipeline_picks_each_task_kinds_loss(
         if isinstance(loss, CachedMultipleNegativesRankingLoss):
             assert loss.mini_batch_size == 3
     assert prompts["toy_sts"] == {"anchor": format_instruction("Retrieve semantically similar text")}
+
+
+def test_label_negatives_give_classification_rows_that_many_negative_columns(tmp_path, tiny_nvembed_folder, toy_data):
+    cfg = run_config(tmp_path, tiny_nvembed_folder)
+    miner = pipeline.Miner(pipeline.load_for_training(tiny_nvembed_folder, cfg, "cpu"), cfg, "cpu")
+    stage = StageConfig(tasks=["toy_retrieval", "toy_classes"], num_hard_negatives=0, label_negatives=3)
+    datasets, losses, _ = pipeline.stage_datasets(stage, cfg, miner)
+    assert datasets["toy_classes"].column_names == ["anchor", "positive", "negative_1", "negative_2", "negative_3"]
+    assert datasets["toy_retrieval"].column_names == ["anchor", "positive"]
+    assert type(losses["toy_classes"]) is HardNegativesOnlyRankingLoss
+    with pytest.raises(ValueError, match="label_negatives must be >= 1"):
+        StageConfig(tasks=["toy_classes"], label_negatives=0)
 
 
 class StopAt(TrainerCallback):
@@ -251,10 +266,12 @@ def test_unknown_task_and_bad_data_are_refused_before_training(tiny_nvembed_fold
     miner = pipeline.Miner(model, cfg, "cpu")
     with pytest.raises(ValueError, match="Unknown task 'nope'"):
         pipeline.stage_datasets(StageConfig(tasks=["nope"]), cfg, miner)
-    monkeypatch.setattr(pipeline, "training_pairs", lambda task: toy_pairs(task).select([]))
+    monkeypatch.setattr(pipeline, "training_pairs", lambda task, label_negatives=1: toy_pairs(task).select([]))
     with pytest.raises(ValueError, match="empty"):
         pipeline.stage_datasets(StageConfig(tasks=["toy_retrieval"], num_hard_negatives=0), cfg, miner)
-    monkeypatch.setattr(pipeline, "training_pairs", lambda task: toy_pairs(task).remove_columns(["positive"]))
+    monkeypatch.setattr(
+        pipeline, "training_pairs", lambda task, label_negatives=1: toy_pairs(task).remove_columns(["positive"])
+    )
     with pytest.raises(ValueError, match="no 'positive' column"):
         pipeline.stage_datasets(StageConfig(tasks=["toy_retrieval"], num_hard_negatives=0), cfg, miner)
 

@@ -19,6 +19,8 @@ class StageConfig:
         learning_rate: peak learning rate (linear warm-up, then linear decay).
         num_hard_negatives: mined hard negatives per retrieval pair (0: in-batch negatives only).
         in_batch_negatives_for_non_retrieval: the paper switches them off (other items may share the label).
+        label_negatives: negatives per classification/clustering row of the built-in tasks, each an example of a
+            different other label (1: the paper's single hard negative).
         max_examples_per_task: cap on training pairs per task (None: all).
     """
 
@@ -29,7 +31,14 @@ class StageConfig:
     warmup_ratio: float = 0.1
     num_hard_negatives: int = 1
     in_batch_negatives_for_non_retrieval: bool = False
+    label_negatives: int = 1
     max_examples_per_task: int | None = None
+
+    def __post_init__(self):
+        if self.label_negatives < 1:
+            raise ValueError(
+                f"label_negatives must be >= 1 (negatives per classification row), got {self.label_negatives}"
+            )
 
 
 @dataclass

@@ -131,10 +131,10 @@ def task_specs():
     return TASKS
 
 
-def training_pairs(task: str) -> Dataset:
+def training_pairs(task: str, label_negatives: int = 1) -> Dataset:
     from train.data import training_pairs as build_pairs
 
-    return build_pairs(task, "train")
+    return build_pairs(task, "train", num_negatives=label_negatives)
 
 
 def dataset_specs(cfg: RunConfig) -> dict:
@@ -166,7 +166,14 @@ def stage_datasets(stage: StageConfig, cfg: RunConfig, miner) -> tuple[dict, dic
         if task not in specs:
             raise ValueError(f"Unknown task {task!r} in the config. Known tasks: {sorted(specs)}")
         spec = specs[task]
-        data = dataset_pairs(task, cfg) if task in cfg.datasets else training_pairs(task)
+        if task in cfg.datasets:
+            if stage.label_negatives > 1 and spec.kind in ("classification", "clustering"):
+                raise ValueError(
+                    f"label_negatives applies to the built-in tasks; {task!r} is a `datasets:` entry (one negative)"
+                )
+            data = dataset_pairs(task, cfg)
+        else:
+            data = training_pairs(task, stage.label_negatives)
         if stage.max_examples_per_task is not None:
             data = data.select(range(min(len(data), stage.max_examples_per_task)))
         data = data.remove_columns([c for c in data.column_names if c == "task"])
@@ -471,6 +478,7 @@ CARD_STAGE_KEYS = (
     "learning_rate",
     "num_hard_negatives",
     "in_batch_negatives_for_non_retrieval",
+    "label_negatives",
     "max_examples_per_task",
 )
 

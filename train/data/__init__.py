@@ -229,25 +229,34 @@ def load_source(name: str, cache_dir: str | Path | None = None, rebuild: bool = 
     return datasets.load_from_disk(str(path))
 
 
-def _example_pairs(dataset: datasets.Dataset, rng: random.Random) -> dict[str, list[str]]:
+def _example_pairs(dataset: datasets.Dataset, rng: random.Random, num_negatives: int = 1) -> dict[str, list[str]]:
     by_label: dict[str, list[int]] = defaultdict(list)
     for index, label in enumerate(dataset["label"]):
         by_label[label].append(index)
     texts = dataset["text"]
     labels = sorted(by_label)
-    columns: dict[str, list[str]] = {"anchor": [], "positive": [], "negative_1": []}
+    negative_columns = [f"negative_{i}" for i in range(1, num_negatives + 1)]
+    columns: dict[str, list[str]] = {"anchor": [], "positive": [], **{c: [] for c in negative_columns}}
     if len(labels) < 2:
         return columns
+    if num_negatives > len(labels) - 1:
+        raise ValueError(
+            f"{num_negatives} negatives of other labels per row need {num_negatives + 1} labels; the data has "
+            f"{len(labels)}"
+        )
     for index, label in enumerate(dataset["label"]):
         same = by_label[label]
         if len(same) < 2:
             continue
         positive = rng.choice(same[:-1])
         positive = same[-1] if positive == index else positive  # never the anchor itself
-        other_label = rng.choice([other for other in labels if other != label])
+        others = [other for other in labels if other != label]
+        # One negative keeps the draws (and so the rows) of the runs before `num_negatives` existed.
+        other_labels = [rng.choice(others)] if num_negatives == 1 else rng.sample(others, num_negatives)
         columns["anchor"].append(texts[index])
         columns["positive"].append(texts[positive])
-        columns["negative_1"].append(texts[rng.choice(by_label[other_label])])
+        for column, other_label in zip(negative_columns, other_labels):
+            columns[column].append(texts[rng.choice(by_label[other_label])])
     return columns
 
 
@@ -274,7 +283,9 @@ def _sts_pairs(dataset: datasets.Dataset, rng: random.Random) -> dict[str, list[
     return columns
 
 
-def training_pairs(name: str, split: str = "train", cache_dir: str | Path | None = None, seed: int = 42):
+def training_pairs(
+    name: str, split: str = "train", cache_dir: str | Path | None = None, seed: int = 42, num_negatives: int = 1
+):
     """Returns a task as contrastive training rows in sentence-transformers' column order.
 
     =============================== ===================== ===================== ==========================
@@ -292,6 +303,8 @@ def training_pairs(name: str, split: str = "train", cache_dir: str | Path | None
         split: "train" (default), "dev" or "test".
         cache_dir: Cache folder for ``load_source``.
         seed: Seed of the positive/negative draws; the same seed gives the same rows.
+        num_negatives: classification and clustering: negatives per row (``negative_1`` .. ``negative_n``), each
+            an example of a different other label. Retrieval and STS rows ignore it.
 
     Returns:
         A ``datasets.Dataset``.
@@ -308,19 +321,21 @@ def training_pairs(name: str, split: str = "train", cache_dir: str | Path | None
         raise ValueError(f"Unknown split {split!r}; valid splits: {SPLITS}")
     spec = get_task(name)
     dataset = load_source(name, cache_dir)[split]
-    columns = pairs_from_source(dataset, spec.kind, random.Random(f"{seed}:{name}:{split}"))
+    columns = pairs_from_source(dataset, spec.kind, random.Random(f"{seed}:{name}:{split}"), num_negatives)
     columns["task"] = [name] * len(columns["anchor"])
     return datasets.Dataset.from_dict(columns)
 
 
-def pairs_from_source(dataset: datasets.Dataset, kind: str, rng: random.Random) -> dict[str, list[str]]:
+def pairs_from_source(
+    dataset: datasets.Dataset, kind: str, rng: random.Random, num_negatives: int = 1
+) -> dict[str, list[str]]:
     """The ``anchor``, ``positive`` (, ``negative_1``) columns of ``training_pairs`` from rows in the source schema
     of ``kind`` (``KIND_FEATURES``); the Hub loaders (``train.data.hub``) use it too."""
     if kind == "retrieval":
         return {"anchor": dataset["query"], "positive": dataset["passage"]}
     if kind == "sts":
         return _sts_pairs(dataset, rng)
-    return _example_pairs(dataset, rng)
+    return _example_pairs(dataset, rng, num_negatives)
 
 
 def configured_tasks(entries: dict) -> dict[str, TaskSpec]:
