@@ -106,6 +106,20 @@ def test_sts_scores_are_rescaled_to_the_built_in_scale(tmp_path):
     assert len(as_if_0_to_5) == 0  # read on the 0-5 scale, no pair is similar enough
 
 
+def test_classification_rows_get_one_negative_per_other_label_when_asked(tmp_path):
+    rows = {
+        "text": [f"{label} text {i}" for label in "abc" for i in range(3)],
+        "label": [c for c in "abc" for _ in range(3)],
+    }
+    datasets.Dataset.from_dict(rows).to_json(tmp_path / "topics.jsonl")
+    spec = hub.hub_spec(tmp_path, kind="classification", columns={"text": "text", "label": "label"})
+    pairs = hub.load_hub_pairs(tmp_path / "topics.jsonl", spec=spec, task="topics", num_negatives=2)
+    assert pairs.column_names == ["anchor", "positive", "negative_1", "negative_2", "task"]
+    for row in pairs:
+        labels = [row[column][0] for column in ("anchor", "negative_1", "negative_2")]
+        assert len(set(labels)) == 3 and row["positive"][0] == row["anchor"][0]
+
+
 def test_path_like_names_never_go_to_the_hub(tmp_path, monkeypatch):
     monkeypatch.setattr(hub, "_load_hub", lambda *args: pytest.fail("a path was looked up on the Hub"))
     for name in (str(tmp_path / "nq"), "./nq", "data/nq/train.jsonl", "nq.parquet"):

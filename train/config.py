@@ -19,8 +19,8 @@ class StageConfig:
         learning_rate: peak learning rate (linear warm-up, then linear decay).
         num_hard_negatives: mined hard negatives per retrieval pair (0: in-batch negatives only).
         in_batch_negatives_for_non_retrieval: the paper switches them off (other items may share the label).
-        label_negatives: negatives per classification/clustering row of the built-in tasks, each an example of a
-            different other label (1: the paper's single hard negative).
+        label_negatives: negatives per classification/clustering row, each an example of a different other label
+            (1: the paper's single hard negative).
         max_examples_per_task: cap on training pairs per task (None: all).
     """
 

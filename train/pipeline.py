@@ -149,10 +149,10 @@ def all_specs(cfg: RunConfig) -> dict:
     return {**task_specs(), **dataset_specs(cfg)}
 
 
-def dataset_pairs(task: str, cfg: RunConfig) -> Dataset:
+def dataset_pairs(task: str, cfg: RunConfig, label_negatives: int = 1) -> Dataset:
     from train.data import configured_pairs
 
-    return configured_pairs(task, cfg.datasets[task], seed=cfg.seed)
+    return configured_pairs(task, cfg.datasets[task], seed=cfg.seed, num_negatives=label_negatives)
 
 
 def stage_datasets(stage: StageConfig, cfg: RunConfig, miner) -> tuple[dict, dict, dict]:
@@ -167,11 +167,7 @@ def stage_datasets(stage: StageConfig, cfg: RunConfig, miner) -> tuple[dict, dic
             raise ValueError(f"Unknown task {task!r} in the config. Known tasks: {sorted(specs)}")
         spec = specs[task]
         if task in cfg.datasets:
-            if stage.label_negatives > 1 and spec.kind in ("classification", "clustering"):
-                raise ValueError(
-                    f"label_negatives applies to the built-in tasks; {task!r} is a `datasets:` entry (one negative)"
-                )
-            data = dataset_pairs(task, cfg)
+            data = dataset_pairs(task, cfg, stage.label_negatives)
         else:
             data = training_pairs(task, stage.label_negatives)
         if stage.max_examples_per_task is not None:

@@ -395,12 +395,13 @@ def check_configured(entries: dict, names: list[str]) -> None:
             check_available(entry.path, hub_spec(entry.path, **_hub_fields(entry)).subset)
 
 
-def configured_pairs(name: str, entry, seed: int = 42) -> datasets.Dataset:
+def configured_pairs(name: str, entry, seed: int = 42, num_negatives: int = 1) -> datasets.Dataset:
     """Training rows of a ``datasets:`` entry, as ``training_pairs`` gives them for a built-in task.
 
     A ``hub`` entry loads ``entry.path`` through ``train.data.hub.load_hub_pairs``; a ``synthetic`` entry has the
     instruct LLM ``entry.model`` write queries for the passages of the built-in task ``entry.passages``
     (``train.data.synthetic.synthetic_pairs``, generations cached on disk, bad queries filtered out).
+    ``num_negatives`` is ``training_pairs``'.
     """
     if entry.source == "synthetic":
         from .synthetic import synthetic_pairs
@@ -415,7 +416,9 @@ def configured_pairs(name: str, entry, seed: int = 42) -> datasets.Dataset:
     from .hub import hub_spec, load_hub_pairs
 
     spec = hub_spec(entry.path, **_hub_fields(entry))
-    return load_hub_pairs(entry.path, spec=spec, split=entry.split, task=name, limit=entry.limit, seed=seed)
+    return load_hub_pairs(
+        entry.path, spec=spec, split=entry.split, task=name, limit=entry.limit, seed=seed, num_negatives=num_negatives
+    )
 
 
 __all__ = [

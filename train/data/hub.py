@@ -383,6 +383,7 @@ def load_hub_pairs(
     task: str | None = None,
     limit: int | None = None,
     seed: int = 42,
+    num_negatives: int = 1,
 ) -> datasets.Dataset:
     """Loads a Hub dataset or a local copy as training rows: ``anchor``, ``positive``, ``negative_1``.., ``task``.
 
@@ -394,6 +395,7 @@ def load_hub_pairs(
         task: Value of the ``task`` column; defaults to the last path component.
         limit: Keep only the first ``limit`` rows of the dataset (before pairing).
         seed: Seed of the positive/negative draws of non-retrieval kinds.
+        num_negatives: classification and clustering: negatives per row, each of a different other label.
 
     Returns:
         A ``datasets.Dataset``: retrieval: ``anchor``, ``positive``, the mapped ``negative_N``, ``task``; other kinds:
@@ -434,7 +436,9 @@ def load_hub_pairs(
         dataset = dataset.select(range(min(limit, len(dataset))))
     if spec.kind != "retrieval":
         rng = random.Random(f"{seed}:{task}:{split}")
-        pairs = datasets.Dataset.from_dict(pairs_from_source(_source_rows(dataset, spec), spec.kind, rng))
+        pairs = datasets.Dataset.from_dict(
+            pairs_from_source(_source_rows(dataset, spec), spec.kind, rng, num_negatives)
+        )
         logger.info("loaded %d rows of %s as %d %s pairs of task %r", len(dataset), name, len(pairs), spec.kind, task)
         return pairs.add_column("task", [task] * len(pairs))
     dataset = dataset.select_columns(source)
