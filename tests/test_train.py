@@ -180,6 +180,28 @@ def test_label_negatives_give_classification_rows_that_many_negative_columns(tmp
         StageConfig(tasks=["toy_classes"], label_negatives=0)
 
 
+def test_a_stage_max_seq_length_truncates_that_stage_only(tiny_nvembed_folder, toy_data, tmp_path, monkeypatch):
+    """Stage 2 at 3 tokens per text, stage 1 at the run's 32: the batches the loss sees are cut accordingly."""
+    cfg = run_config(tmp_path, tiny_nvembed_folder)
+    cfg.stages[0].max_steps, cfg.stages[1].max_steps, cfg.stages[1].max_seq_length = 2, 2, 3
+    widths = {}  # stage index -> widest input_ids of its batches
+    original = pipeline.NVEmbedTrainer.compute_loss
+
+    def spy(self, model, inputs, *args, **kwargs):
+        stage = 1 if Path(self.args.output_dir).name == "stage1" else 2
+        width = max(v.shape[1] for k, v in inputs.items() if k.endswith("input_ids"))
+        widths[stage] = max(widths.get(stage, 0), width)
+        return original(self, model, inputs, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline.NVEmbedTrainer, "compute_loss", spy)
+    pipeline.train(cfg)
+    assert widths[1] > 3 and widths[2] <= 3, widths
+    card_stages = pipeline.card_training_config(cfg)["stages"]
+    assert [s["max_seq_length"] for s in card_stages] == [32, 3]
+    with pytest.raises(ValueError, match="max_seq_length must be >= 1"):
+        StageConfig(tasks=["toy_classes"], max_seq_length=0)
+
+
 class StopAt(TrainerCallback):
     def __init__(self, step):
         self.step = step

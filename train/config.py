@@ -22,6 +22,7 @@ class StageConfig:
         label_negatives: negatives per classification/clustering row, each an example of a different other label
             (1: the paper's single hard negative).
         max_examples_per_task: cap on training pairs per task (None: all).
+        max_seq_length: tokens per text in this stage (None: the run's `max_seq_length`).
     """
 
     tasks: list[str] = field(default_factory=list)
@@ -33,8 +34,11 @@ class StageConfig:
     in_batch_negatives_for_non_retrieval: bool = False
     label_negatives: int = 1
     max_examples_per_task: int | None = None
+    max_seq_length: int | None = None
 
     def __post_init__(self):
+        if self.max_seq_length is not None and self.max_seq_length < 1:
+            raise ValueError(f"max_seq_length must be >= 1 or null (the run's), got {self.max_seq_length}")
         if self.label_negatives < 1:
             raise ValueError(
                 f"label_negatives must be >= 1 (negatives per classification row), got {self.label_negatives}"
@@ -136,7 +140,7 @@ class RunConfig:
             and the ranking loss only see differences of similarities, so they leave every vector crowded in one
             cone (unrelated texts at cosine ~0.9); this term pulls absolute similarities to the teacher's. Needs
             distill_weight > 0 (the teacher vectors); 0 switches it off.
-        max_seq_length: tokens per text during training.
+        max_seq_length: tokens per text during training (a stage's own `max_seq_length` overrides it).
         eval_steps: score the dev sets (train.monitor: in-domain and out-of-domain retrieval, STS) every N steps and
             write the learning curve (`dev_curve.jsonl`/`.png`); None: no evaluation during training.
         eval_queries: dev queries (and STS pairs) per task in that evaluation.

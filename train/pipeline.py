@@ -223,6 +223,7 @@ class Miner:
         self.student = student
         self.cfg = cfg
         self.device = device
+        self.max_seq_length = cfg.max_seq_length  # the current stage's (run_stage sets it)
         self._teacher = None
 
     @property
@@ -233,13 +234,13 @@ class Miner:
     def teacher(self) -> SentenceTransformer:
         if self._teacher is None:
             self._teacher = SentenceTransformer(str(peer_model_path()), device=self.device)
-            # Mine on the text the student sees: same truncation (and 2-4x cheaper than the teacher's 256 tokens).
-            self._teacher.max_seq_length = self.cfg.max_seq_length
+        # Mine on the text the student sees: same truncation (and 2-4x cheaper than the teacher's 256 tokens).
+        self._teacher.max_seq_length = self.max_seq_length
         return self._teacher
 
 
 def mine_negatives(data: Dataset, task: str, num_negatives: int, cfg: RunConfig, miner: Miner) -> Dataset:
-    name = f"{task}-n{num_negatives}-len{cfg.max_seq_length}-m{cfg.relative_margin}-{len(data)}-{data._fingerprint}"
+    name = f"{task}-n{num_negatives}-len{miner.max_seq_length}-m{cfg.relative_margin}-{len(data)}-{data._fingerprint}"
     # With the model being trained as miner the result depends on the run, so it stays in the run's folder.
     root = Path(cfg.mining_cache_dir) if cfg.mining_model == "teacher" else Path(cfg.output_dir) / "mined"
     cache = root / name
@@ -253,7 +254,7 @@ def with_teacher_vectors(data: Dataset, task: str, cfg: RunConfig, miner: Miner)
     """The rows with the teacher's vectors as `label` (train.distill), cached beside the mined negatives."""
     from train.distill import add_teacher_vectors
 
-    cache = Path(cfg.mining_cache_dir) / f"teacher-{task}-len{cfg.max_seq_length}-{len(data)}-{data._fingerprint}"
+    cache = Path(cfg.mining_cache_dir) / f"teacher-{task}-len{miner.max_seq_length}-{len(data)}-{data._fingerprint}"
     with distributed_state().main_process_first():
         return add_teacher_vectors(data, miner.teacher, cache)
 
@@ -309,6 +310,8 @@ def run_stage(model: SentenceTransformer, stage: StageConfig, index: int, cfg: R
         logger.info("stage %d already finished; loading its weights", index)
         load_saved_weights(model, stage_dir / "final")
         return
+    length = stage_length(stage, cfg)
+    model.max_seq_length = miner.max_seq_length = length  # the student's truncation, and the teacher's (mining)
     datasets, losses, prompts = stage_datasets(stage, cfg, miner)
     columns = max(len(text_columns(d)) for d in datasets.values())  # not `label` (teacher vectors)
     check_memory(stage, cfg, device, columns, model[0].model.config.text_config)
@@ -356,20 +359,26 @@ def run_stage(model: SentenceTransformer, stage: StageConfig, index: int, cfg: R
     state.wait_for_everyone()
 
 
+def stage_length(stage: StageConfig, cfg: RunConfig) -> int:
+    """Tokens per text in `stage`: its own `max_seq_length`, else the run's."""
+    return stage.max_seq_length if stage.max_seq_length is not None else cfg.max_seq_length
+
+
 def check_memory(stage: StageConfig, cfg: RunConfig, device: str, columns: int, text_config) -> None:
     """Refuse a batch whose activations clearly cannot fit, before any work (rough estimate, fp32)."""
     import psutil
 
+    length = stage_length(stage, cfg)
     hidden, layers = text_config.hidden_size, text_config.num_hidden_layers
     per_token = layers * hidden * 4 * 24  # bytes kept per token for backward, ~24 activations of width d per layer
     batch = stage.batch_size if not cfg.cached_loss else min(stage.batch_size, cfg.mini_batch_size)
-    need = batch * columns * cfg.max_seq_length * per_token
+    need = batch * columns * length * per_token
     if cfg.gradient_checkpointing:
         need //= layers
     free = torch.cuda.mem_get_info()[0] if device.startswith("cuda") else psutil.virtual_memory().available
     if need > 0.8 * free:
         raise ValueError(
-            f"batch_size={stage.batch_size} x {columns} columns x {cfg.max_seq_length} tokens needs about "
+            f"batch_size={stage.batch_size} x {columns} columns x {length} tokens needs about "
             f"{need / 2**30:.1f} GiB of activations but {free / 2**30:.1f} GiB is free. Set cached_loss: true "
             "(GradCache, mini_batch_size) and/or gradient_checkpointing: true, or lower batch_size/max_seq_length."
         )
@@ -476,6 +485,7 @@ CARD_STAGE_KEYS = (
     "in_batch_negatives_for_non_retrieval",
     "label_negatives",
     "max_examples_per_task",
+    "max_seq_length",
 )
 
 
@@ -490,6 +500,8 @@ def card_training_config(cfg: RunConfig) -> dict:
     else:
         hardware = f"CPU, {torch.get_num_threads()} threads"
     stages = [{key: getattr(stage, key) for key in CARD_STAGE_KEYS} for stage in cfg.stages]
+    for entry, stage in zip(stages, cfg.stages):
+        entry["max_seq_length"] = stage_length(stage, cfg)
     return {**hyper, "stages": stages, "hardware": hardware}
 
 
