@@ -197,6 +197,7 @@ def training_sections(training_config: Mapping | None) -> dict[str, Any]:
         stages = [{"name": name, **dict(stage)} for name, stage in stages.items()]
     datasets = config.pop("datasets", None)
     hardware = config.pop("hardware", None)
+    command = config.pop("command", None)
     return {
         "stages": [
             {"name": s.get("name", f"stage {i + 1}"), "rows": _rows(s, skip={"name"})}
@@ -205,6 +206,7 @@ def training_sections(training_config: Mapping | None) -> dict[str, Any]:
         "hyperparameters": _rows(config),
         "datasets": [datasets] if isinstance(datasets, str) else list(datasets or []),
         "hardware": hardware,
+        "command": command,
     }
 
 
@@ -241,8 +243,9 @@ def render_card(
     Args:
         model_dir: A converted or trained NV-Embed folder (config.json, config_sentence_transformers.json, ...).
         base_model: Hub id of the backbone LLM (metadata `base_model`).
-        training_config: Free-form dict; keys `stages` (list or {name: dict}), `datasets`, `hardware` get their own
-            sections, the other keys form the hyper-parameter table. `None`: read `training_config.json` if present.
+        training_config: Free-form dict; keys `stages` (list or {name: dict}), `datasets`, `hardware`, `command` get
+            their own sections, the other keys form the hyper-parameter table. `None`: read `training_config.json` if
+            present.
         eval_results: See `to_eval_results`. `None`: read `eval_results.json` if present.
         repo_id: The Hub repo the card is for (usage snippets, model-index name); default: the folder name.
         license, language, datasets: Metadata fields. `datasets` defaults to training_config["datasets"].

@@ -430,9 +430,17 @@ def test_the_card_of_a_trained_folder_carries_its_recipe(tiny_nvembed_folder, tm
             StageConfig(tasks=["debian_description", "debian_section"], max_steps=12, learning_rate=1.5e-4),
         ],
     )
-    write_card(folder, cfg, eval_results={"debian_description": {"metric": "ndcg_at_10", "value": 0.9}})
+    command = "python -m train.pipeline my.yaml --final-dir model"
+    write_card(
+        folder, cfg, eval_results={"debian_description": {"metric": "ndcg_at_10", "value": 0.9}}, command=command
+    )
     saved = json.loads((folder / "training_config.json").read_text())
+    assert saved["command"] == command
     assert [s["learning_rate"] for s in saved["stages"]] == [2.0e-4, 1.5e-4]
     assert saved["distill_weight"] == 1.0 and "lora_rank" not in saved  # LoRA's keys only when it is on
     card = (folder / "README.md").read_text()
     assert "0.00015" in card and "debian_section" in card  # stage 2's rate and task list are in the card
+    assert f"### Command\n\n```bash\n{command}\n```" in card
+    # The paper's recipe (T 0.01, LoRA) is described only for a folder without a training record, never beside a
+    # run's own settings that contradict it.
+    assert "temperature 0.01" not in card and "LoRA (rank 16" not in card

@@ -309,6 +309,7 @@ def test_card_optional_inputs_absent(tiny_nvembed_folder, tmp_path):
     prompt = json.loads((folder / "config_sentence_transformers.json").read_text())["prompts"]["query"]
     assert meta["widget"][0]["source_sentence"].startswith(prompt)
     assert "No training record" in card.text and "No evaluation results" in card.text
+    assert "temperature 0.01" in card.text and "### Command" not in card.text  # the recipe it is meant for
 
 
 def test_card_reads_eval_and_training_files_from_folder(model_dir):

@@ -111,7 +111,11 @@ def main(argv=None):
     from train.pipeline import write_card
 
     trained = table["NV-Embed, trained (this demo)"]
-    write_card(final, cfg, eval_results=card_results({t: v for t, v in trained.items() if t != "mean"}))
+    flags = [("--config", args.config), ("--output", args.output)]  # as given, when not the default (`make demo`)
+    command = "python -m train.demo" + "".join(f" {f} {v}" for f, v in flags if v != parser.get_default(f[2:]))
+    write_card(
+        final, cfg, eval_results=card_results({t: v for t, v in trained.items() if t != "mean"}), command=command
+    )
     Path(cfg.output_dir, "demo_results.json").write_text(json.dumps(table, indent=2))
     print("\n" + report + "\n")
 

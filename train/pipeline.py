@@ -458,7 +458,8 @@ def main(argv=None):
     cfg = load_config(args.config, output_dir=args.output_dir)
     final = train(cfg, args.final_dir)
     if distributed_state().is_main_process:
-        write_card(final, cfg)
+        flags = [f"{f} {v}" for f, v in (("--output-dir", args.output_dir), ("--final-dir", args.final_dir)) if v]
+        write_card(final, cfg, command=" ".join(["python -m train.pipeline", args.config, *flags]))
     print(final)
 
 
@@ -489,9 +490,10 @@ CARD_STAGE_KEYS = (
 )
 
 
-def card_training_config(cfg: RunConfig) -> dict:
-    """The run's recipe as `publish.card.render_card`'s `training_config` (hyper-parameters, stages, hardware), also
-    saved as the folder's `training_config.json` so that `publish` renders the same card later."""
+def card_training_config(cfg: RunConfig, command: str | None = None) -> dict:
+    """The run's recipe as `publish.card.render_card`'s `training_config` (hyper-parameters, stages, hardware and
+    the command that ran it), also saved as the folder's `training_config.json` so that `publish` renders the same
+    card later."""
     hyper = {key: getattr(cfg, key) for key in CARD_HYPERPARAMETERS}
     if cfg.lora:
         hyper |= {"lora_rank": cfg.lora_rank, "lora_alpha": cfg.lora_alpha}
@@ -502,19 +504,19 @@ def card_training_config(cfg: RunConfig) -> dict:
     stages = [{key: getattr(stage, key) for key in CARD_STAGE_KEYS} for stage in cfg.stages]
     for entry, stage in zip(stages, cfg.stages):
         entry["max_seq_length"] = stage_length(stage, cfg)
-    return {**hyper, "stages": stages, "hardware": hardware}
+    return {**hyper, "stages": stages, "hardware": hardware} | ({"command": command} if command else {})
 
 
-def write_card(final: Path, cfg: RunConfig, eval_results: dict | None = None) -> None:
+def write_card(final: Path, cfg: RunConfig, eval_results: dict | None = None, command: str | None = None) -> None:
     """The model card and `training_config.json`, with `eval_results` or else the dev scores of the run's last
-    evaluation (train.monitor) when it had any."""
+    evaluation (train.monitor) when it had any, and the `command` that trained the folder."""
     from publish.card import TRAINING_CONFIG_FILE, render_card
     from train.monitor import card_results, read_curve
 
     if eval_results is None:
         curve = read_curve(Path(cfg.output_dir) / "dev_curve.jsonl")
         eval_results = card_results(curve[-1]["scores"]) if curve else {}
-    training_config = card_training_config(cfg)
+    training_config = card_training_config(cfg, command)
     Path(final, TRAINING_CONFIG_FILE).write_text(json.dumps(training_config, indent=2) + "\n")
     render_card(
         final,
