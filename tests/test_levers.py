@@ -444,3 +444,14 @@ def test_the_card_of_a_trained_folder_carries_its_recipe(tiny_nvembed_folder, tm
     # The paper's recipe (T 0.01, LoRA) is described only for a folder without a training record, never beside a
     # run's own settings that contradict it.
     assert "temperature 0.01" not in card and "LoRA (rank 16" not in card
+
+
+def test_the_card_command_is_the_command_line_as_given(monkeypatch):
+    from train.pipeline import invocation
+
+    assert invocation("train.demo", []) == "python -m train.demo"
+    assert invocation("train.pipeline", ["my runs/a.yaml", "--final-dir", "out"]) == (
+        "python -m train.pipeline 'my runs/a.yaml' --final-dir out"  # quoted so that it can be pasted back
+    )
+    monkeypatch.setattr("sys.argv", ["/abs/train/pipeline.py", "train/configs/train.yaml"])
+    assert invocation("train.pipeline", None) == "python -m train.pipeline train/configs/train.yaml"

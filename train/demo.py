@@ -108,14 +108,11 @@ def main(argv=None):
     )
     Path(cfg.output_dir, "demo_results.md").write_text(report + "\n")
     from train.monitor import card_results
-    from train.pipeline import write_card
+    from train.pipeline import invocation, write_card
 
     trained = table["NV-Embed, trained (this demo)"]
-    flags = [("--config", args.config), ("--output", args.output)]  # as given, when not the default (`make demo`)
-    command = "python -m train.demo" + "".join(f" {f} {v}" for f, v in flags if v != parser.get_default(f[2:]))
-    write_card(
-        final, cfg, eval_results=card_results({t: v for t, v in trained.items() if t != "mean"}), command=command
-    )
+    results = card_results({t: v for t, v in trained.items() if t != "mean"})
+    write_card(final, cfg, eval_results=results, command=invocation("train.demo", argv))
     Path(cfg.output_dir, "demo_results.json").write_text(json.dumps(table, indent=2))
     print("\n" + report + "\n")
 

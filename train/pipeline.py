@@ -15,7 +15,9 @@ Several devices: the same command under `torchrun --nproc_per_node N -m train.pi
 import argparse
 import json
 import logging
+import shlex
 import shutil
+import sys
 from pathlib import Path
 
 import torch
@@ -458,9 +460,13 @@ def main(argv=None):
     cfg = load_config(args.config, output_dir=args.output_dir)
     final = train(cfg, args.final_dir)
     if distributed_state().is_main_process:
-        flags = [f"{f} {v}" for f, v in (("--output-dir", args.output_dir), ("--final-dir", args.final_dir)) if v]
-        write_card(final, cfg, command=" ".join(["python -m train.pipeline", args.config, *flags]))
+        write_card(final, cfg, command=invocation("train.pipeline", argv))
     print(final)
+
+
+def invocation(module: str, argv: list[str] | None) -> str:
+    """The command line that ran `python -m module` with these arguments (`sys.argv`'s when None), for the card."""
+    return shlex.join(["python", "-m", module, *(sys.argv[1:] if argv is None else argv)])
 
 
 CARD_HYPERPARAMETERS = (
