@@ -285,7 +285,7 @@ LOCAL_TASKS: dict[str, type[_LocalDataMixin]] = {
         InfoManualClustering,
     )
 }
-IN_DOMAIN_TASKS = tuple(SOURCES)
+IN_DOMAIN_TASKS = tuple(name for name, spec in SOURCES.items() if spec.evaluate)
 OUT_OF_DOMAIN_TASKS = tuple(OOD_INSTRUCTIONS)
 KIND_OF_TYPE = {"Retrieval": "retrieval", "Classification": "classification", "Clustering": "clustering", "STS": "sts"}
 

@@ -9,7 +9,7 @@ import subprocess
 import pytest
 
 import train.data as data
-from train.data import SourceNotFoundError, core, debian, stdlib_docs
+from train.data import SourceNotFoundError, core, debian, stdlib_docs, usr_doc
 
 
 SECTIONS = ("games", "science", "utils")
@@ -75,6 +75,41 @@ def _write_stdlib(root):
         (root / excluded / "leak.py").write_text('def leak():\n    """Excluded docstring here.\n\n    Body."""\n')
 
 
+INFO_PARAGRAPH = (
+    "The manual explains how the stream editor reads its input one line at a time, applies every command of the "
+    "script in turn and then prints the pattern space before it moves on to the next line of the input."
+)
+
+
+def _prose(package, k):
+    """A prose paragraph of ``package`` (24 plain words, unique to the pair)."""
+    return (
+        f"The package {package} keeps its notes in paragraph {k}, which tells the reader how the program "
+        f"behaves when it starts, what it reads first and where variant {package}-{k} writes its results."
+    )
+
+
+def _write_docs(doc_dir, info_dir):
+    """Synthetic /usr/share/doc and /usr/share/info: 80 packages with a README of six prose paragraphs, a code
+    block and a list of names between them; a reserved package, a package named after an Info manual, a package
+    that copies the manual's text, and Debian boilerplate, all of which doc_paragraphs must leave out."""
+    info_dir.mkdir(parents=True)
+    (info_dir / "sed.info").write_text(f"File: sed.info\n\n{INFO_PARAGRAPH}\n")
+    for i in range(80):
+        package = f"doc{i}"
+        (doc_dir / package).mkdir(parents=True)
+        blocks = [_prose(package, k) for k in range(6)]
+        blocks.insert(2, "    ./configure --prefix=/usr && make && make install # build it: 1.2.3 /usr/lib")
+        blocks.insert(4, "alpha beta gamma")  # too short to be prose
+        (doc_dir / package / "README.md").write_text("\n\n".join(blocks) + "\n")
+        (doc_dir / package / "copyright").write_text(_prose(f"{package}-copyright", 0) + "\n")
+    for package in ("python3.11-doc", "fortune-mod", "sed"):
+        (doc_dir / package).mkdir()
+        (doc_dir / package / "README").write_text("\n\n".join(_prose(package, k) for k in range(4)))
+    (doc_dir / "copier").mkdir()
+    (doc_dir / "copier" / "README").write_text(f"{INFO_PARAGRAPH}\n\n{_prose('copier', 1)}\n")
+
+
 @pytest.fixture(scope="module")
 def sources(tmp_path_factory):
     lists_dir = tmp_path_factory.mktemp("lists")
@@ -83,7 +118,14 @@ def sources(tmp_path_factory):
     (lists_dir / "deb.example_dists_x_main_i18n_Translation-en").write_text(translations)
     stdlib = tmp_path_factory.mktemp("stdlib")
     _write_stdlib(stdlib)
-    return {"NVEMBED_APT_LISTS_DIR": str(lists_dir), "NVEMBED_STDLIB_DIR": str(stdlib)}
+    docs = tmp_path_factory.mktemp("docs")
+    _write_docs(docs / "doc", docs / "info")
+    return {
+        "NVEMBED_APT_LISTS_DIR": str(lists_dir),
+        "NVEMBED_STDLIB_DIR": str(stdlib),
+        "NVEMBED_DOC_DIR": str(docs / "doc"),
+        "NVEMBED_INFO_DIR": str(docs / "info"),
+    }
 
 
 @pytest.fixture
@@ -160,6 +202,33 @@ def test_built_tasks_hold_no_duplicate_texts(synthetic):
     clustering = data.build_task("pydoc_module")
     texts = [t for split in core.SPLITS for t in clustering[split]["text"]]
     assert len(texts) == len(set(texts))
+
+
+def test_doc_paragraphs_pair_neighbouring_prose_and_leave_out_evaluation_text(synthetic):
+    splits = usr_doc.build_doc_paragraphs()
+    rows = [row for split in core.SPLITS for row in splits[split]]
+    # 80 packages x 6 prose paragraphs -> pairs (0, 1), (2, 3), (4, 5); the code block and the short list between
+    # them are not prose and do not break the pairing.
+    assert len(rows) == 80 * 3
+    for row in rows:
+        package, k = row["_group"], int(row["id"].rsplit(":", 1)[1])
+        assert row["query"] == _prose(package, k) and row["passage"] == _prose(package, k + 1)
+    # reserved (python docs, fortunes), an Info manual's own package, and copier: its copy of the manual's text is
+    # dropped by the shingle filter, which leaves its other paragraph without a neighbour
+    packages = {row["_group"] for row in rows}
+    assert not packages & {"python3.11-doc", "fortune-mod", "sed", "copier"}
+    texts = {t for row in rows for t in (row["query"], row["passage"])}
+    assert INFO_PARAGRAPH not in texts and not any("copyright" in t for t in texts)
+    assert data.TASKS["doc_paragraphs"].evaluate is False
+
+
+def test_doc_paragraphs_without_documentation_name_the_folder(tmp_path):
+    with pytest.raises(SourceNotFoundError, match="path-exclude"):
+        usr_doc.build_doc_paragraphs(doc_dir=tmp_path / "none", info_dir=tmp_path)
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "README").write_text("short\n\nlines\n")
+    with pytest.raises(SourceNotFoundError, match=str(tmp_path)):
+        usr_doc.build_doc_paragraphs(doc_dir=tmp_path, info_dir=tmp_path / "none")
 
 
 def test_excluded_stdlib_folders_are_not_parsed(synthetic):

@@ -1,8 +1,10 @@
 """Offline training data for NV-Embed stage 1 (retrieval) and stage 2 (classification, clustering, STS).
 
-Every task is built from text that is already on the machine (Debian's apt lists, the CPython standard library;
-see ``debian.py`` and ``stdlib_docs.py``), so nothing is downloaded. Its instruction and kind live in
-``train/instructions.json``; the query template ("Instruct: ...\\nQuery: ") is applied elsewhere.
+Every task is built from text that is already on the machine (Debian's apt lists, the CPython standard library,
+the documentation under /usr/share/doc; see ``debian.py``, ``stdlib_docs.py`` and ``usr_doc.py``), so nothing is
+downloaded. ``doc_paragraphs`` is training-only (``TaskSpec.evaluate``): self-supervised pairs of general prose.
+Each task's instruction and kind live in ``train/instructions.json``; the query template
+("Instruct: ...\\nQuery: ") is applied elsewhere.
 
 Columns, by kind, of ``load_source(name)[split]``:
 
@@ -55,6 +57,7 @@ import datasets
 from .core import SPLITS, SourceNotFoundError, normalize
 from .debian import build_debian_description, build_debian_section, build_debian_tags_pairs
 from .stdlib_docs import build_pydoc_module, build_pydoc_summary
+from .usr_doc import build_doc_paragraphs
 
 
 logger = logging.getLogger(__name__)
@@ -88,6 +91,7 @@ BUILDERS: dict[str, tuple[Callable[[], dict[str, list[dict]]], str]] = {
     "debian_section": (build_debian_section, "1"),
     "pydoc_module": (build_pydoc_module, "1"),
     "debian_tags_pairs": (build_debian_tags_pairs, "1"),
+    "doc_paragraphs": (build_doc_paragraphs, "1"),
 }
 
 
@@ -102,6 +106,8 @@ class TaskSpec:
         builder (`Callable[[], dict[str, list[dict]]]`, *optional*): Builds {split: rows} from the local source;
             ``None`` for a dataset named in a run config's ``datasets:`` (``configured_tasks``).
         version (`str`, *optional*, defaults to "1"): Builder version; part of the cache key.
+        evaluate (`bool`, *optional*, defaults to True): Also an evaluation task (eval/tasks.py). False for a
+            training-only source (``doc_paragraphs``: self-supervised pairs, no benchmark of its own).
     """
 
     name: str
@@ -109,6 +115,7 @@ class TaskSpec:
     instruction: str
     builder: Callable[[], dict[str, list[dict]]] | None = None  # None: a config's `datasets:` entry
     version: str = "1"
+    evaluate: bool = True
 
     def __post_init__(self):
         if self.kind not in KIND_FEATURES:
@@ -120,7 +127,8 @@ def _load_tasks(path: Path = INSTRUCTIONS_PATH) -> dict[str, TaskSpec]:
     if set(entries) != set(BUILDERS):
         raise ValueError(f"{path} lists {sorted(entries)} but builders exist for {sorted(BUILDERS)}")
     return {
-        name: TaskSpec(name, entry["kind"], entry["instruction"], *BUILDERS[name]) for name, entry in entries.items()
+        name: TaskSpec(name, entry["kind"], entry["instruction"], *BUILDERS[name], entry.get("evaluate", True))
+        for name, entry in entries.items()
     }
 
 
