@@ -180,6 +180,23 @@ def test_label_negatives_give_classification_rows_that_many_negative_columns(tmp
         StageConfig(tasks=["toy_classes"], label_negatives=0)
 
 
+def test_per_task_example_caps_set_each_tasks_rows(tmp_path, tiny_nvembed_folder, toy_data):
+    cfg = run_config(tmp_path, tiny_nvembed_folder)
+    miner = pipeline.Miner(pipeline.load_for_training(tiny_nvembed_folder, cfg, "cpu"), cfg, "cpu")
+    tasks = ["toy_retrieval", "toy_classes"]
+    uncapped, _, _ = pipeline.stage_datasets(StageConfig(tasks=tasks, num_hard_negatives=0), cfg, miner)
+    assert min(len(d) for d in uncapped.values()) >= 4
+    caps = {"toy_retrieval": 2, "toy_classes": 3}
+    stage = StageConfig(tasks=tasks, num_hard_negatives=0, max_examples_per_task=caps)
+    datasets, _, _ = pipeline.stage_datasets(stage, cfg, miner)
+    assert {task: len(d) for task, d in datasets.items()} == caps
+    assert datasets["toy_classes"]["anchor"] == uncapped["toy_classes"]["anchor"][:3]  # the first rows, as with an int
+    with pytest.raises(ValueError, match="every task of the stage"):
+        StageConfig(tasks=tasks, max_examples_per_task={"toy_retrieval": 2})
+    with pytest.raises(ValueError, match="integers >= 1"):
+        StageConfig(tasks=tasks, max_examples_per_task={"toy_retrieval": 2, "toy_classes": 0})
+
+
 def test_a_stage_max_seq_length_truncates_that_stage_only(tiny_nvembed_folder, toy_data, tmp_path, monkeypatch):
     """Stage 2 at 3 tokens per text, stage 1 at the run's 32: the batches the loss sees are cut accordingly."""
     cfg = run_config(tmp_path, tiny_nvembed_folder)

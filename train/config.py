@@ -21,7 +21,9 @@ class StageConfig:
         in_batch_negatives_for_non_retrieval: the paper switches them off (other items may share the label).
         label_negatives: negatives per classification/clustering row, each an example of a different other label
             (1: the paper's single hard negative).
-        max_examples_per_task: cap on training pairs per task (None: all).
+        max_examples_per_task: cap on training pairs per task (None: all), or a mapping naming every task of the
+            stage with its own cap. With one dataset per batch drawn in proportion to the datasets' sizes, the caps
+            also set the task mix: {debian_section: 480, ...: 160} gives section three times the batches.
         max_seq_length: tokens per text in this stage (None: the run's `max_seq_length`).
     """
 
@@ -33,10 +35,22 @@ class StageConfig:
     num_hard_negatives: int = 1
     in_batch_negatives_for_non_retrieval: bool = False
     label_negatives: int = 1
-    max_examples_per_task: int | None = None
+    max_examples_per_task: int | dict[str, int] | None = None
     max_seq_length: int | None = None
 
     def __post_init__(self):
+        caps = self.max_examples_per_task
+        if isinstance(caps, dict):
+            if set(caps) != set(self.tasks):
+                raise ValueError(
+                    f"max_examples_per_task names tasks {sorted(caps)} but the stage trains {sorted(self.tasks)}: "
+                    "a mapping must give every task of the stage its cap (or use one number for all)"
+                )
+            caps = list(caps.values())
+        elif caps is not None:
+            caps = [caps]
+        if caps is not None and not all(isinstance(cap, int) and cap >= 1 for cap in caps):
+            raise ValueError(f"max_examples_per_task caps must be integers >= 1, got {self.max_examples_per_task}")
         if self.max_seq_length is not None and self.max_seq_length < 1:
             raise ValueError(f"max_seq_length must be >= 1 or null (the run's), got {self.max_seq_length}")
         if self.label_negatives < 1:

@@ -172,8 +172,10 @@ def stage_datasets(stage: StageConfig, cfg: RunConfig, miner) -> tuple[dict, dic
             data = dataset_pairs(task, cfg, stage.label_negatives)
         else:
             data = training_pairs(task, stage.label_negatives)
-        if stage.max_examples_per_task is not None:
-            data = data.select(range(min(len(data), stage.max_examples_per_task)))
+        cap = stage.max_examples_per_task
+        cap = cap.get(task) if isinstance(cap, dict) else cap
+        if cap is not None:
+            data = data.select(range(min(len(data), cap)))
         data = data.remove_columns([c for c in data.column_names if c == "task"])
         # Published hard negatives (a `datasets:` entry mapping negative_1..) are kept; the others are mined.
         if spec.kind == "retrieval" and stage.num_hard_negatives > 0 and "negative_1" not in data.column_names:
