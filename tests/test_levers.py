@@ -9,7 +9,12 @@ import torch
 import torch.nn.functional as F
 
 from train.config import RunConfig, StageConfig
-from train.losses import DistilledMultipleNegativesRankingLoss, similarity_distillation, similarity_mse
+from train.losses import (
+    DistilledMultipleNegativesRankingLoss,
+    passage_distillation,
+    similarity_distillation,
+    similarity_mse,
+)
 
 
 def test_identity_latent_init_equals_mean_pooling_of_the_backbone(tiny_causal_lm, tmp_path):
@@ -455,3 +460,51 @@ def test_the_card_command_is_the_command_line_as_given(monkeypatch):
     )
     monkeypatch.setattr("sys.argv", ["/abs/train/pipeline.py", "train/configs/train.yaml"])
     assert invocation("train.pipeline", None) == "python -m train.pipeline train/configs/train.yaml"
+
+
+def test_passage_distillation_is_the_kl_over_the_other_passages():
+    torch.manual_seed(5)
+    b, d, dt = 3, 8, 6
+    emb = [torch.randn(b, d, requires_grad=True) for _ in range(3)]  # anchor, positive, negative_1
+    teacher = F.normalize(torch.randn(b, 3, dt), dim=-1)
+    got = passage_distillation(emb, teacher.reshape(b, 3 * dt), scale=20.0, teacher_scale=10.0)
+    # the passages in MNRL's order: all positives, then all first negatives
+    s = F.normalize(torch.cat(emb[1:]), dim=-1)
+    t = torch.cat([teacher[:, 1], teacher[:, 2]])
+    expected = 0.0
+    for i in range(2 * b):
+        others = [j for j in range(2 * b) if j != i]
+        p = torch.softmax(torch.stack([t[i] @ t[j] * 10.0 for j in others]), 0)
+        log_q = torch.log_softmax(torch.stack([s[i] @ s[j] * 20.0 for j in others]), 0)
+        expected = expected + (p * (p.log() - log_q)).sum()
+    torch.testing.assert_close(got, (expected / (2 * b)).detach())
+    assert torch.isfinite(got) and float(got) > 0
+    got.backward()  # finite gradients despite the masked diagonal; the anchors take no part
+    assert all(torch.isfinite(x.grad).all() for x in emb[1:]) and emb[0].grad is None
+    # a student that already has the teacher's geometry (same vectors, same temperature) has nothing to learn
+    same = passage_distillation([x.clone() for x in teacher.unbind(1)], teacher.reshape(b, 3 * dt), 10.0, 10.0)
+    assert float(same) < 1e-6
+
+
+def test_distilled_mnrl_adds_the_weighted_passage_term(tiny_nvembed_folder):
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(str(tiny_nvembed_folder), trust_remote_code=True, device="cpu")
+    kl_only = DistilledMultipleNegativesRankingLoss(model, scale=20.0, distill_weight=0.5, teacher_scale=10.0)
+    both = DistilledMultipleNegativesRankingLoss(
+        model, scale=20.0, distill_weight=0.5, teacher_scale=10.0, passage_weight=2.0
+    )
+    torch.manual_seed(4)
+    emb = [torch.randn(4, 32), torch.randn(4, 32)]
+    teacher = F.normalize(torch.randn(4, 2, 6), dim=-1).reshape(4, 12)
+    want = kl_only.compute_loss_from_embeddings(emb, teacher) + 2.0 * passage_distillation(emb, teacher, 20.0, 10.0)
+    torch.testing.assert_close(both.compute_loss_from_embeddings(emb, teacher), want)
+
+
+def test_passage_weight_without_teacher_vectors_is_refused():
+    stages = [StageConfig(tasks=["a"], max_steps=1)]
+    with pytest.raises(ValueError, match="distill_passage_weight"):
+        RunConfig(stages=stages, distill_weight=0.0, distill_passage_weight=1.0)
+    with pytest.raises(ValueError, match="distill_passage_weight"):
+        RunConfig(stages=stages, distill_weight=1.0, distill_passage_weight=-0.5)
+    assert RunConfig(stages=stages, distill_weight=1.0, distill_passage_weight=2.0).distill_passage_weight == 2.0

@@ -154,6 +154,9 @@ class RunConfig:
             and the ranking loss only see differences of similarities, so they leave every vector crowded in one
             cone (unrelated texts at cosine ~0.9); this term pulls absolute similarities to the teacher's. Needs
             distill_weight > 0 (the teacher vectors); 0 switches it off.
+        distill_passage_weight: weight of a third term, the KL between the teacher's and the student's softmax of each
+            passage over the batch's other passages (`train.losses.passage_distillation`): how texts relate to each
+            other, not only how queries rank them. Needs distill_weight > 0; 0 switches it off.
         max_seq_length: tokens per text during training (a stage's own `max_seq_length` overrides it).
         eval_steps: score the dev sets (train.monitor: in-domain and out-of-domain retrieval, STS) every N steps and
             write the learning curve (`dev_curve.jsonl`/`.png`); None: no evaluation during training.
@@ -185,6 +188,7 @@ class RunConfig:
     distill_weight: float = 0.0
     distill_temperature: float = 0.05
     distill_similarity_weight: float = 0.0
+    distill_passage_weight: float = 0.0
     relative_margin: float = 0.05  # positive-aware mining: keep negatives scoring below 95% of the positive
     mining_cache_dir: str = "runs/mined-cache"  # shared by runs: mining with the fixed teacher depends only on data
     max_seq_length: int = 128
@@ -216,6 +220,11 @@ class RunConfig:
             raise ValueError(
                 f"distill_similarity_weight must be >= 0 and needs distill_weight > 0 (the teacher vectors), got "
                 f"{self.distill_similarity_weight} with distill_weight {self.distill_weight}"
+            )
+        if self.distill_passage_weight < 0 or (self.distill_passage_weight > 0 and self.distill_weight == 0):
+            raise ValueError(
+                f"distill_passage_weight must be >= 0 and needs distill_weight > 0 (the teacher vectors), got "
+                f"{self.distill_passage_weight} with distill_weight {self.distill_weight}"
             )
         if not 0 < self.temperature:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")

@@ -85,6 +85,26 @@ def similarity_distillation(
     return F.kl_div(log_student, target, reduction="batchmean")
 
 
+def passage_distillation(
+    embeddings: list[torch.Tensor], teacher: torch.Tensor, scale: float, teacher_scale: float
+) -> torch.Tensor:
+    """KL(teacher || student) of each passage's softmax over the batch's other passages (itself left out).
+
+    `similarity_distillation` teaches how queries rank passages; this term teaches how texts relate to each other,
+    the geometry that clustering, classification and STS read, from the same cached teacher vectors (no extra
+    encoding). Arguments as `similarity_distillation`; the passages are every column after the anchor.
+    """
+    batch, k = embeddings[0].shape[0], len(embeddings)
+    _similarities(embeddings, teacher)  # validates the teacher column's shape
+    t = teacher.view(batch, k, -1).to(embeddings[0].dtype)[:, 1:].transpose(0, 1).reshape((k - 1) * batch, -1)
+    s = F.normalize(torch.cat(embeddings[1:]), dim=-1)
+    self_pairs = torch.eye(s.shape[0], dtype=torch.bool, device=s.device)
+    student = (s @ s.T * scale).masked_fill(self_pairs, float("-inf"))
+    target = F.softmax((t @ t.T * teacher_scale).masked_fill(self_pairs, float("-inf")), dim=-1)
+    log_student = F.log_softmax(student, dim=-1).masked_fill(self_pairs, 0.0)  # 0 * -inf would be nan
+    return F.kl_div(log_student, target, reduction="batchmean")
+
+
 def similarity_mse(embeddings: list[torch.Tensor], teacher: torch.Tensor) -> torch.Tensor:
     """Mean squared error between the student's and the teacher's in-batch cosine similarities (the candidates of
     `similarity_distillation`; Jasper's similarity loss, arXiv 2412.19048). An absolute target: the softmax terms
@@ -95,8 +115,8 @@ def similarity_mse(embeddings: list[torch.Tensor], teacher: torch.Tensor) -> tor
 
 
 class _DistillationMixin:
-    """Adds `distill_weight * similarity_distillation(...)` and `similarity_weight * similarity_mse(...)` to a ranking
-    loss that computes embeddings once.
+    """Adds `distill_weight * similarity_distillation(...)`, `similarity_weight * similarity_mse(...)` and
+    `passage_weight * passage_distillation(...)` to a ranking loss that computes embeddings once.
 
     Args:
         model: the SentenceTransformer being trained.
@@ -104,6 +124,7 @@ class _DistillationMixin:
         distill_weight: weight of the KL term.
         teacher_scale: 1 / temperature of the teacher's softmax.
         similarity_weight: weight of `similarity_mse` (0: off).
+        passage_weight: weight of `passage_distillation` (0: off).
         **kwargs: passed on to the ranking loss.
     """
 
@@ -114,18 +135,24 @@ class _DistillationMixin:
         distill_weight: float = 1.0,
         teacher_scale: float = 20.0,
         similarity_weight: float = 0.0,
+        passage_weight: float = 0.0,
         **kwargs,
     ):
         super().__init__(model, scale=scale, **kwargs)
         self.distill_weight = distill_weight
         self.teacher_scale = teacher_scale
         self.similarity_weight = similarity_weight
+        self.passage_weight = passage_weight
 
     def compute_loss_from_embeddings(self, embeddings: list[torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
         loss = super().compute_loss_from_embeddings(embeddings, labels)
         loss = loss + self.distill_weight * similarity_distillation(embeddings, labels, self.scale, self.teacher_scale)
         if self.similarity_weight > 0:
             loss = loss + self.similarity_weight * similarity_mse(embeddings, labels)
+        if self.passage_weight > 0:
+            loss = loss + self.passage_weight * passage_distillation(
+                embeddings, labels, self.scale, self.teacher_scale
+            )
         return loss
 
 

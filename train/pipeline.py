@@ -192,6 +192,7 @@ def stage_datasets(stage: StageConfig, cfg: RunConfig, miner) -> tuple[dict, dic
         "distill_weight": cfg.distill_weight,
         "teacher_scale": 1.0 / cfg.distill_temperature,
         "similarity_weight": cfg.distill_similarity_weight,
+        "passage_weight": cfg.distill_passage_weight,
     }
     for task, data in datasets.items():
         if kinds[task] != "retrieval" and not stage.in_batch_negatives_for_non_retrieval:
@@ -482,6 +483,7 @@ CARD_HYPERPARAMETERS = (
     "distill_weight",
     "distill_temperature",
     "distill_similarity_weight",
+    "distill_passage_weight",
     "max_seq_length",
     "seed",
 )
