@@ -1,11 +1,13 @@
 """The ablation table of the training levers: each variant trained from one base config, scored on the dev split.
 
     python -m eval.levers [--config train/configs/levers.yaml] [--output-dir runs/levers] [--only NAME ...]
+    python -m eval.levers --only NAME ... --train-only     # train into OUTPUT_DIR/NAME/final, score elsewhere
 
 `train/configs/levers.yaml` names the base run config and the variants, each a set of overrides of it. Every variant is
 trained (resumable: a finished stage is skipped, a finished variant is not retrained), then scored with mteb on the dev
 splits of the in-domain tasks and of the out-of-domain tasks (`eval/ood.py`), with the CPU time its training took.
 Writes `levers.md` and `levers.json` in the output folder: gain over the reference variant per task and on average.
+`--train-only` stops after training (the folders then go to `benchmarks/dev_check.py` or `eval.compare`).
 """
 
 from __future__ import annotations
@@ -137,7 +139,10 @@ def main(argv=None) -> int:
     parser.add_argument("--output-dir", default="runs/levers")
     parser.add_argument("--only", nargs="*", default=None, help="run only these variants")
     parser.add_argument("--report-only", action="store_true", help="only rebuild the table from finished variants")
+    parser.add_argument("--train-only", action="store_true", help="train the variants (needs --only), score none")
     args = parser.parse_args(argv)
+    if args.train_only and not args.only:
+        parser.error("--train-only needs --only NAME ...: it trains the variants named there")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
 
     from eval.compare import compare
@@ -166,6 +171,9 @@ def main(argv=None) -> int:
         if not (final / "model.safetensors").is_file():
             timing_file.parent.mkdir(parents=True, exist_ok=True)
             timing_file.write_text(json.dumps(train_variant(cfg, final)))
+        if args.train_only:
+            print(f"{name}: {final}")
+            continue
         scores = compare(
             {name: str(final)},
             tasks,
@@ -177,6 +185,8 @@ def main(argv=None) -> int:
         )
         timing = json.loads(timing_file.read_text()) if timing_file.is_file() else None
         result_file.write_text(json.dumps({"scores": scores[name], "timing": timing}, indent=2))
+    if args.train_only:
+        return 0
     for name, spec in baselines.items():
         result_file = out / "scores" / f"{name}.json"
         if args.report_only or (args.only and name not in args.only) or result_file.is_file():

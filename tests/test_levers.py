@@ -508,3 +508,23 @@ def test_passage_weight_without_teacher_vectors_is_refused():
     with pytest.raises(ValueError, match="distill_passage_weight"):
         RunConfig(stages=stages, distill_weight=1.0, distill_passage_weight=-0.5)
     assert RunConfig(stages=stages, distill_weight=1.0, distill_passage_weight=2.0).distill_passage_weight == 2.0
+
+
+def test_train_only_trains_the_named_variants_and_scores_none(tmp_path, monkeypatch):
+    import eval.compare
+    import eval.levers as levers
+
+    (tmp_path / "levers.yaml").write_text(
+        "base: train/configs/demo.yaml\nvariants:\n  a: {}\n  b: {distill_weight: 3.0}\n"
+    )
+    trained = []
+    monkeypatch.setattr(levers, "eval_data", lambda rows: tmp_path / "eval")
+    monkeypatch.setattr(levers, "train_variant", lambda cfg, final: trained.append((cfg, final)) or {})
+    monkeypatch.setattr(eval.compare, "compare", lambda *a, **k: pytest.fail("--train-only must not score"))
+    out = tmp_path / "out"
+    argv = ["--config", str(tmp_path / "levers.yaml"), "--output-dir", str(out), "--only", "b", "--train-only"]
+    assert levers.main(argv) == 0
+    assert [(c.distill_weight, f) for c, f in trained] == [(3.0, out / "b" / "final")]
+    assert not (out / "levers.md").exists()
+    with pytest.raises(SystemExit):  # nothing named: refused rather than training every variant
+        levers.main(["--config", str(tmp_path / "levers.yaml"), "--train-only"])
