@@ -139,18 +139,25 @@ def test_similarity_mse_targets_absolute_similarities_that_the_kl_term_ignores()
     assert after < before
 
 
-def test_distilled_mnrl_adds_the_weighted_similarity_mse(tiny_nvembed_folder):
+@pytest.mark.parametrize(
+    "weight, term",
+    [
+        ("similarity_weight", lambda emb, teacher: similarity_mse(emb, teacher)),
+        ("passage_weight", lambda emb, teacher: passage_distillation(emb, teacher, 20.0, 10.0)),
+    ],
+)
+def test_distilled_mnrl_adds_each_weighted_extra_term(tiny_nvembed_folder, weight, term):
     from sentence_transformers import SentenceTransformer
 
     model = SentenceTransformer(str(tiny_nvembed_folder), trust_remote_code=True, device="cpu")
     kl_only = DistilledMultipleNegativesRankingLoss(model, scale=20.0, distill_weight=0.5, teacher_scale=10.0)
     both = DistilledMultipleNegativesRankingLoss(
-        model, scale=20.0, distill_weight=0.5, teacher_scale=10.0, similarity_weight=3.0
+        model, scale=20.0, distill_weight=0.5, teacher_scale=10.0, **{weight: 3.0}
     )
     torch.manual_seed(3)
     emb = [torch.randn(4, 32), torch.randn(4, 32)]
     teacher = F.normalize(torch.randn(4, 2, 6), dim=-1).reshape(4, 12)
-    want = kl_only.compute_loss_from_embeddings(emb, teacher) + 3.0 * similarity_mse(emb, teacher)
+    want = kl_only.compute_loss_from_embeddings(emb, teacher) + 3.0 * term(emb, teacher)
     torch.testing.assert_close(both.compute_loss_from_embeddings(emb, teacher), want)
 
 
@@ -484,21 +491,6 @@ def test_passage_distillation_is_the_kl_over_the_other_passages():
     # a student that already has the teacher's geometry (same vectors, same temperature) has nothing to learn
     same = passage_distillation([x.clone() for x in teacher.unbind(1)], teacher.reshape(b, 3 * dt), 10.0, 10.0)
     assert float(same) < 1e-6
-
-
-def test_distilled_mnrl_adds_the_weighted_passage_term(tiny_nvembed_folder):
-    from sentence_transformers import SentenceTransformer
-
-    model = SentenceTransformer(str(tiny_nvembed_folder), trust_remote_code=True, device="cpu")
-    kl_only = DistilledMultipleNegativesRankingLoss(model, scale=20.0, distill_weight=0.5, teacher_scale=10.0)
-    both = DistilledMultipleNegativesRankingLoss(
-        model, scale=20.0, distill_weight=0.5, teacher_scale=10.0, passage_weight=2.0
-    )
-    torch.manual_seed(4)
-    emb = [torch.randn(4, 32), torch.randn(4, 32)]
-    teacher = F.normalize(torch.randn(4, 2, 6), dim=-1).reshape(4, 12)
-    want = kl_only.compute_loss_from_embeddings(emb, teacher) + 2.0 * passage_distillation(emb, teacher, 20.0, 10.0)
-    torch.testing.assert_close(both.compute_loss_from_embeddings(emb, teacher), want)
 
 
 def test_passage_weight_without_teacher_vectors_is_refused():
