@@ -161,13 +161,14 @@ def test_distilled_mnrl_adds_each_weighted_extra_term(tiny_nvembed_folder, weigh
     torch.testing.assert_close(both.compute_loss_from_embeddings(emb, teacher), want)
 
 
-def test_similarity_weight_without_teacher_vectors_is_refused():
+@pytest.mark.parametrize("key", ["distill_similarity_weight", "distill_passage_weight"])
+def test_extra_distillation_terms_without_teacher_vectors_are_refused(key):
     stages = [StageConfig(tasks=["a"], max_steps=1)]
-    with pytest.raises(ValueError, match="distill_similarity_weight"):
-        RunConfig(stages=stages, distill_weight=0.0, distill_similarity_weight=1.0)
-    with pytest.raises(ValueError, match="distill_similarity_weight"):
-        RunConfig(stages=stages, distill_weight=1.0, distill_similarity_weight=-1.0)
-    assert RunConfig(stages=stages, distill_weight=1.0, distill_similarity_weight=2.0).distill_similarity_weight == 2.0
+    with pytest.raises(ValueError, match=key):
+        RunConfig(stages=stages, distill_weight=0.0, **{key: 1.0})
+    with pytest.raises(ValueError, match=key):
+        RunConfig(stages=stages, distill_weight=1.0, **{key: -1.0})
+    assert getattr(RunConfig(stages=stages, distill_weight=1.0, **{key: 2.0}), key) == 2.0
 
 
 def test_levers_overrides_replace_keys_and_stages():
@@ -491,15 +492,6 @@ def test_passage_distillation_is_the_kl_over_the_other_passages():
     # a student that already has the teacher's geometry (same vectors, same temperature) has nothing to learn
     same = passage_distillation([x.clone() for x in teacher.unbind(1)], teacher.reshape(b, 3 * dt), 10.0, 10.0)
     assert float(same) < 1e-6
-
-
-def test_passage_weight_without_teacher_vectors_is_refused():
-    stages = [StageConfig(tasks=["a"], max_steps=1)]
-    with pytest.raises(ValueError, match="distill_passage_weight"):
-        RunConfig(stages=stages, distill_weight=0.0, distill_passage_weight=1.0)
-    with pytest.raises(ValueError, match="distill_passage_weight"):
-        RunConfig(stages=stages, distill_weight=1.0, distill_passage_weight=-0.5)
-    assert RunConfig(stages=stages, distill_weight=1.0, distill_passage_weight=2.0).distill_passage_weight == 2.0
 
 
 def test_train_only_trains_the_named_variants_and_scores_none(tmp_path, monkeypatch):

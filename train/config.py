@@ -216,16 +216,13 @@ class RunConfig:
                 f"distill_weight must be >= 0 and distill_temperature > 0, got {self.distill_weight}, "
                 f"{self.distill_temperature}"
             )
-        if self.distill_similarity_weight < 0 or (self.distill_similarity_weight > 0 and self.distill_weight == 0):
-            raise ValueError(
-                f"distill_similarity_weight must be >= 0 and needs distill_weight > 0 (the teacher vectors), got "
-                f"{self.distill_similarity_weight} with distill_weight {self.distill_weight}"
-            )
-        if self.distill_passage_weight < 0 or (self.distill_passage_weight > 0 and self.distill_weight == 0):
-            raise ValueError(
-                f"distill_passage_weight must be >= 0 and needs distill_weight > 0 (the teacher vectors), got "
-                f"{self.distill_passage_weight} with distill_weight {self.distill_weight}"
-            )
+        for key in ("distill_similarity_weight", "distill_passage_weight"):
+            weight = getattr(self, key)
+            if weight < 0 or (weight > 0 and self.distill_weight == 0):
+                raise ValueError(
+                    f"{key} must be >= 0 and needs distill_weight > 0 (the teacher vectors), got {weight} with "
+                    f"distill_weight {self.distill_weight}"
+                )
         if not 0 < self.temperature:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
         self.stages = [s if isinstance(s, StageConfig) else _build(StageConfig, s, "stages[]") for s in self.stages]
