@@ -7,7 +7,13 @@ mteb protocol) at C=1 (mteb's setting) and at C=10, and prints the mean cosine b
 the two accuracies with a high mean cosine says the classes are there but crowded into one cone, where C=1's
 regularisation cannot separate them at unit norm.
 
+The out-of-domain probe reads the dev paragraphs of `info_manual` (eval/ood.py: Info manuals no training task
+touches) as two more task types: classification (the manual, LogisticRegression C=1 on the first OOD_TRAIN_PER_LABEL
+paragraphs of each manual, accuracy on the rest) and pair classification (every pair of paragraphs, positive when both
+come from one manual: average precision of the cosine, mteb's PairClassification score).
+
     python benchmarks/dev_check.py demo=nvembed simmse=runs/lv-simmse/model [--dev-queries 100] [--section-rows 500]
+    python benchmarks/dev_check.py demo=nvembed minilm=minilm --ood-only
 """
 
 import argparse
@@ -36,15 +42,44 @@ def section_probe(model, rows: int, prompt: str | None) -> dict[str, float]:
     return out
 
 
+OOD_TRAIN_PER_LABEL = 8
+
+
+def ood_probe(model, prompt: str | None) -> dict[str, float]:
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import average_precision_score
+
+    from eval.ood import build
+
+    rows = build()["info_manual"]["dev"]
+    x = model.encode([r["text"] for r in rows], prompt=prompt, batch_size=32, normalize_embeddings=True)
+    labels = np.array([r["label"] for r in rows])
+    seen: dict[str, int] = {}
+    fit = np.zeros(len(rows), dtype=bool)
+    for i, label in enumerate(labels):
+        fit[i] = seen.get(label, 0) < OOD_TRAIN_PER_LABEL
+        seen[label] = seen.get(label, 0) + 1
+    classifier = LogisticRegression(max_iter=100, C=1, random_state=42).fit(x[fit], labels[fit])
+    upper = np.triu_indices(len(rows), k=1)
+    same = (labels[:, None] == labels[None, :])[upper]
+    return {
+        "ood_manual_acc": float(classifier.score(x[~fit], labels[~fit])),
+        "ood_pair_ap": float(average_precision_score(same, (x @ x.T)[upper])),
+    }
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("models", nargs="+", help="name=folder; the folder 'minilm' is the bundled all-MiniLM-L6-v2")
     parser.add_argument("--dev-queries", type=int, default=100)
     parser.add_argument("--section-rows", type=int, default=500)
     parser.add_argument("--max-seq-length", type=int, default=64)
+    parser.add_argument("--ood-only", action="store_true", help="only the out-of-domain probe (~1 min per model)")
     args = parser.parse_args(argv)
     from sentence_transformers import SentenceTransformer
 
+    from eval.ood import INSTRUCTIONS as OOD_INSTRUCTIONS
     from modeling_nvembed import format_instruction
     from nvembed_defaults import peer_model_path
     from train.data import TASKS
@@ -62,9 +97,12 @@ def main(argv=None):
             str(peer_model_path()) if peer else folder, trust_remote_code=not peer, device="cpu"
         )
         model.max_seq_length = args.max_seq_length
-        row = dev_scores(model, instructions=not peer, limit=args.dev_queries)
-        prompt = None if peer else format_instruction(TASKS["debian_section"].instruction)
-        row.update(section_probe(model, args.section_rows, prompt))
+        row = {}
+        if not args.ood_only:
+            row.update(dev_scores(model, instructions=not peer, limit=args.dev_queries))
+            prompt = None if peer else format_instruction(TASKS["debian_section"].instruction)
+            row.update(section_probe(model, args.section_rows, prompt))
+        row.update(ood_probe(model, None if peer else format_instruction(OOD_INSTRUCTIONS["info_manual"])))
         table[name] = row
         print(name, row, flush=True)
     columns = list(next(iter(table.values())))
