@@ -31,6 +31,7 @@ def test_dev_check_ood_probe_scores_manual_classification_and_same_manual_pairs(
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
     import dev_check
+
     import eval.ood
 
     # three manuals of 10 paragraphs; the first 8 of each fit the classifier, the last 2 are scored
