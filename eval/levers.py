@@ -16,8 +16,11 @@ import argparse
 import copy
 import json
 import logging
+import resource
+import subprocess
+import sys
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import yaml
@@ -94,12 +97,18 @@ def eval_data(max_rows: int | None) -> Path:
 
 
 def train_variant(cfg: RunConfig, final: Path) -> dict:
-    from train.monitor import cpu_seconds
-    from train.pipeline import train
-
-    wall, cpu = time.time(), cpu_seconds()
-    train(cfg, final)
-    return {"train_wall_min": (time.time() - wall) / 60, "train_cpu_min": (cpu_seconds() - cpu) / 60}
+    """Train one variant in a process of its own (`python -m train.pipeline` on the variant's config, written to
+    OUTPUT_DIR/run_config.yaml): a run in this process kept the previous variant's model and trainer alive, and the
+    next variant's memory check refused to start (2026-12-04). Returns its wall and CPU minutes."""
+    config = Path(cfg.output_dir) / "run_config.yaml"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text(yaml.safe_dump(asdict(cfg), sort_keys=False))
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    wall = time.time()
+    subprocess.run([sys.executable, "-m", "train.pipeline", str(config), "--final-dir", str(final)], check=True)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime + after.ru_stime) - (children.ru_utime + children.ru_stime)
+    return {"train_wall_min": (time.time() - wall) / 60, "train_cpu_min": cpu / 60}
 
 
 def table(results: dict[str, dict], reference: str, tasks: list[str], ood: set[str]) -> str:

@@ -512,3 +512,33 @@ def test_train_only_trains_the_named_variants_and_scores_none(tmp_path, monkeypa
     assert not (out / "levers.md").exists()
     with pytest.raises(SystemExit):  # nothing named: refused rather than training every variant
         levers.main(["--config", str(tmp_path / "levers.yaml"), "--train-only"])
+
+
+def test_each_variant_trains_in_a_process_of_its_own_on_its_written_config(tmp_path, monkeypatch):
+    import subprocess
+    import sys
+
+    import eval.levers as levers
+    from train.config import load_config
+
+    cfg = levers.load_levers("train/configs/levers.yaml").variants["demo-passage"]
+    cfg.output_dir = str(tmp_path / "demo-passage")
+    calls = []
+    monkeypatch.setattr(subprocess, "run", lambda cmd, check: calls.append((cmd, check)))
+    timing = levers.train_variant(cfg, tmp_path / "demo-passage" / "final")
+    config = tmp_path / "demo-passage" / "run_config.yaml"
+    assert calls == [
+        (
+            [
+                sys.executable,
+                "-m",
+                "train.pipeline",
+                str(config),
+                "--final-dir",
+                str(tmp_path / "demo-passage" / "final"),
+            ],
+            True,
+        )
+    ]
+    assert load_config(config) == cfg  # the child trains exactly this variant
+    assert set(timing) == {"train_wall_min", "train_cpu_min"}
