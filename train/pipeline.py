@@ -45,6 +45,7 @@ from train.losses import (
 
 logger = logging.getLogger(__name__)
 
+MEMORY_SHARE = 0.8  # the activations of one step may take this share of the free memory (check_memory)
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
@@ -381,10 +382,11 @@ def check_memory(stage: StageConfig, cfg: RunConfig, device: str, columns: int, 
     if cfg.gradient_checkpointing:
         need //= layers
     free = torch.cuda.mem_get_info()[0] if device.startswith("cuda") else psutil.virtual_memory().available
-    if need > 0.8 * free:
+    if need > MEMORY_SHARE * free:
         raise ValueError(
             f"batch_size={stage.batch_size} x {columns} columns x {length} tokens needs about "
-            f"{need / 2**30:.1f} GiB of activations but {free / 2**30:.1f} GiB is free. Set cached_loss: true "
+            f"{need / 2**30:.1f} GiB of activations, more than {MEMORY_SHARE:.0%} of the {free / 2**30:.1f} GiB "
+            "free (the rest is headroom for the weights, optimizer state and other processes). Set cached_loss: true "
             "(GradCache, mini_batch_size) and/or gradient_checkpointing: true, or lower batch_size/max_seq_length."
         )
 
