@@ -82,17 +82,22 @@ def convert(
     query_task: str = DEFAULT_QUERY_TASK,
     seed: int = 0,
     latent_init: str = "identity",
+    num_layers: int | None = None,
 ) -> Path:
     """Convert `source` (default: the bundled SmolLM2-135M-Instruct GGUF) into an NV-Embed folder at `output`.
 
     latent_init: "identity" zeroes the output projections of the latent block's two residual branches, so the untrained
         model equals mean pooling of the (bidirectional) backbone and training starts from the backbone's
         representation; "random" keeps the release's random init (every text moved by a random perturbation).
+    num_layers: keep only the backbone's lower N decoder layers (None: all). A shallower model trains and encodes
+        in proportion faster; middle layers of a decoder often embed as well as its top ones.
     """
     if latent_init not in ("identity", "random"):
         raise ValueError(f"latent_init must be 'identity' or 'random', got {latent_init!r}")
     source = default_backbone_path() if source is None else source
     backbone, tokenizer = load_backbone(source)
+    if num_layers is not None:
+        truncate_layers(backbone, num_layers)
     hidden = backbone.config.hidden_size
     if cross_dim_head is None:
         # Standard multi-head width (hidden / heads). NVIDIA's release uses cross_dim_head = hidden (an 8x wider
@@ -127,6 +132,18 @@ def convert(
     model.set_tokenizer(tokenizer)
     save_nvembed_folder(model, output, query_prompt=format_instruction(query_task))
     return Path(output)
+
+
+def truncate_layers(backbone, num_layers: int) -> None:
+    """Keep the lower `num_layers` decoder layers of `backbone` (in place), and say so in its config."""
+    total = backbone.config.num_hidden_layers
+    if not 1 <= num_layers <= total:
+        raise ValueError(f"num_layers must be between 1 and the backbone's {total} layers, got {num_layers}")
+    backbone.layers = backbone.layers[:num_layers]
+    backbone.config.num_hidden_layers = num_layers
+    # Backbones with per-layer attention kinds (qwen2, gemma, ...) list one entry per layer.
+    if isinstance(getattr(backbone.config, "layer_types", None), list):
+        backbone.config.layer_types = backbone.config.layer_types[:num_layers]
 
 
 def zero_latent_residuals(block) -> None:
@@ -267,6 +284,9 @@ def main(argv: list[str] | None = None) -> None:
         default="identity",
         help="identity: the untrained block equals mean pooling (zeroed residual outputs); random: the release's init",
     )
+    parser.add_argument(
+        "--num-layers", type=int, default=None, help="keep only the backbone's lower N decoder layers (default: all)"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
     out = convert(
@@ -278,6 +298,7 @@ def main(argv: list[str] | None = None) -> None:
         mask_type=args.mask_type,
         pooling_mode=args.pooling_mode,
         latent_init=args.latent_init,
+        num_layers=args.num_layers,
     )
     logger.info("wrote %s", out)
 

@@ -61,6 +61,55 @@ def test_identity_latent_init_still_trains_every_latent_parameter(tiny_causal_lm
     assert all(g > 0 for n, g in grads.items() if "norm" not in n), grads
 
 
+@pytest.mark.parametrize("family", ["llama", "qwen2"])
+def test_converting_the_lower_layers_keeps_their_computation(family, tmp_path):
+    from conftest import build_causal_lm_folder
+
+    from convert_to_nvembed import convert
+    from modeling_nvembed import NVEmbedModel
+
+    source = build_causal_lm_folder(tmp_path / "lm", family)
+    kwargs = dict(num_latents=16, num_heads=2, cross_dim_head=8)
+    full = NVEmbedModel.from_pretrained(convert(source, tmp_path / "full", **kwargs)).eval()
+    lower = NVEmbedModel.from_pretrained(convert(source, tmp_path / "lower", num_layers=1, **kwargs)).eval()
+    assert lower.config.text_config.num_hidden_layers == 1 and len(lower.embedding_model.layers) == 1
+    if family == "qwen2":  # per-layer attention kinds are cut with the layers
+        assert len(lower.config.text_config.layer_types) == 1
+    # ids drawn inside the tiny vocabulary (the tiny qwen2 folder's tokenizer pads with an id past it), one row padded
+    torch.manual_seed(0)
+    ids = torch.randint(3, full.config.text_config.vocab_size, (2, 9))
+    inputs = dict(input_ids=ids, attention_mask=torch.tensor([[1] * 9, [1] * 5 + [0] * 4]))
+    with torch.no_grad():
+        first = full.embedding_model(**inputs, output_hidden_states=True).hidden_states[1]
+        got = lower.embedding_model(**inputs).last_hidden_state
+    # the lower model's output is the full model's first layer, bidirectional, under the final norm
+    torch.testing.assert_close(got, full.embedding_model.norm(first), atol=1e-5, rtol=1e-5)
+    assert lower.encode(["the fox"]).shape == full.encode(["the fox"]).shape
+
+
+@pytest.mark.parametrize("num_layers", [0, 3])
+def test_converting_more_layers_than_the_backbone_has_is_refused(num_layers, tiny_causal_lm, tmp_path):
+    from convert_to_nvembed import convert
+
+    with pytest.raises(ValueError, match="between 1 and the backbone's 2 layers"):
+        convert(tiny_causal_lm, tmp_path / "m", num_latents=16, num_heads=2, cross_dim_head=8, num_layers=num_layers)
+
+
+def test_backbone_layers_is_refused_for_an_nvembed_base(tiny_nvembed_folder, tmp_path):
+    from train.pipeline import prepare_base_model
+
+    with pytest.raises(ValueError, match="backbone_layers must be >= 1"):
+        RunConfig(backbone_layers=0, stages=[StageConfig(tasks=["debian_description"])])
+    cfg = RunConfig(
+        base_model=str(tiny_nvembed_folder),
+        backbone_layers=1,
+        output_dir=str(tmp_path),
+        stages=[StageConfig(tasks=["debian_description"])],
+    )
+    with pytest.raises(ValueError, match="already an NV-Embed folder"):
+        prepare_base_model(cfg)
+
+
 def test_similarity_distillation_matches_hand_computed_kl():
     torch.manual_seed(0)
     b, d, dt = 3, 5, 4

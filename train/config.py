@@ -131,6 +131,8 @@ class RunConfig:
         pooling_mode: "latent_attention" (the paper), "mean" or "last_token" (ablations).
         latent_init: how a converted base model's latent block starts: "identity" (zeroed residual outputs: the
             untrained model equals mean pooling of the backbone) or "random" (the release's init).
+        backbone_layers: convert only the backbone's lower N decoder layers (None: all): a shallower model trains
+            and encodes in proportion faster. Only for a converted base model.
         stages: one or two StageConfigs (one stage: the paper's single-stage ablation).
         datasets: Hub datasets and synthetic-query sets by name (`DatasetConfig`); stages list the names in `tasks`.
         lora: LoRA on the backbone (rank 16, alpha 32 in the paper); False fine-tunes the weights themselves.
@@ -169,6 +171,7 @@ class RunConfig:
     mask_type: str = "b"
     pooling_mode: str = "latent_attention"
     latent_init: str = "identity"
+    backbone_layers: int | None = None
     stages: list[StageConfig] = field(default_factory=list)
     datasets: dict[str, DatasetConfig] = field(default_factory=dict)
     lora: bool = True
@@ -205,6 +208,8 @@ class RunConfig:
             raise ValueError(f"pooling_mode must be latent_attention, mean or last_token, got {self.pooling_mode!r}")
         if self.latent_init not in ("identity", "random"):
             raise ValueError(f"latent_init must be 'identity' or 'random', got {self.latent_init!r}")
+        if self.backbone_layers is not None and self.backbone_layers < 1:
+            raise ValueError(f"backbone_layers must be >= 1 or null (all layers), got {self.backbone_layers}")
         if self.mining_model not in ("teacher", "self"):
             raise ValueError(f"mining_model must be 'teacher' or 'self', got {self.mining_model!r}")
         if self.bf16 not in ("auto", True, False):

@@ -69,6 +69,11 @@ def prepare_base_model(cfg: RunConfig) -> Path:
     """An NV-Embed folder to start from: `base_model` itself, or a conversion of it (cached in output_dir/base)."""
     if cfg.base_model is not None and (Path(cfg.base_model) / "config.json").is_file():
         if json.loads((Path(cfg.base_model) / "config.json").read_text()).get("model_type") == "nvembed":
+            if cfg.backbone_layers is not None:
+                raise ValueError(
+                    f"backbone_layers applies when a causal LM is converted; {cfg.base_model} is already an NV-Embed "
+                    "folder (convert it again with nvembed-convert --num-layers, or drop backbone_layers)"
+                )
             return Path(cfg.base_model)
     base = Path(cfg.output_dir) / "base"
     with distributed_state().main_process_first():  # one process converts, the others load its result
@@ -80,6 +85,7 @@ def prepare_base_model(cfg: RunConfig) -> Path:
                 mask_type=cfg.mask_type,
                 pooling_mode=cfg.pooling_mode,
                 latent_init=cfg.latent_init,
+                num_layers=cfg.backbone_layers,
             )
     return base
 
