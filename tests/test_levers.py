@@ -591,3 +591,25 @@ def test_each_variant_trains_in_a_process_of_its_own_on_its_written_config(tmp_p
     ]
     assert load_config(config) == cfg  # the child trains exactly this variant
     assert set(timing) == {"train_wall_min", "train_cpu_min"}
+
+
+def test_a_cached_conversion_made_with_other_arguments_is_refused(tiny_causal_lm, tmp_path):
+    from train.pipeline import prepare_base_model
+
+    def config(**overrides):
+        return RunConfig(
+            base_model=str(tiny_causal_lm),
+            output_dir=str(tmp_path),
+            num_latents=16,
+            stages=[StageConfig(tasks=["debian_description"])],
+            **overrides,
+        )
+
+    base = prepare_base_model(config())
+    weights = (base / "model.safetensors").stat().st_mtime_ns
+    assert prepare_base_model(config()) == base  # resumed with the same config: the cached base, not reconverted
+    assert (base / "model.safetensors").stat().st_mtime_ns == weights
+    with pytest.raises(ValueError, match="num_layers: None there, 1 in the config"):
+        prepare_base_model(config(backbone_layers=1))
+    with pytest.raises(ValueError, match="latent_init: 'identity' there, 'random' in the config"):
+        prepare_base_model(config(latent_init="random"))

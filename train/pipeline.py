@@ -76,18 +76,37 @@ def prepare_base_model(cfg: RunConfig) -> Path:
                 )
             return Path(cfg.base_model)
     base = Path(cfg.output_dir) / "base"
+    conversion = dict(
+        source=cfg.base_model,
+        num_latents=cfg.num_latents,
+        mask_type=cfg.mask_type,
+        pooling_mode=cfg.pooling_mode,
+        latent_init=cfg.latent_init,
+        num_layers=cfg.backbone_layers,
+    )
+    record = base / "conversion.json"
     with distributed_state().main_process_first():  # one process converts, the others load its result
         if not (base / "model.safetensors").is_file():
-            convert(
-                cfg.base_model,
-                base,
-                num_latents=cfg.num_latents,
-                mask_type=cfg.mask_type,
-                pooling_mode=cfg.pooling_mode,
-                latent_init=cfg.latent_init,
-                num_layers=cfg.backbone_layers,
-            )
+            convert(cfg.base_model, base, **{k: v for k, v in conversion.items() if k != "source"})
+            record.write_text(json.dumps(conversion, indent=2) + "\n")
+        else:
+            check_cached_conversion(record, conversion)
     return base
+
+
+def check_cached_conversion(record: Path, conversion: dict) -> None:
+    """A resumed run must start from the base its config describes: a cached conversion made with other arguments
+    (another backbone_layers, latent_init, ...) is refused rather than silently trained on."""
+    if not record.is_file():
+        logger.warning(f"{record.parent} has no {record.name}: cannot check it was converted with {conversion}")
+        return
+    cached = json.loads(record.read_text())
+    changed = {k: (cached.get(k), v) for k, v in conversion.items() if cached.get(k) != v}
+    if changed:
+        detail = ", ".join(f"{k}: {old!r} there, {new!r} in the config" for k, (old, new) in changed.items())
+        raise ValueError(
+            f"{record.parent} was converted with other arguments ({detail}); use another output_dir or delete it"
+        )
 
 
 def load_for_training(folder: Path, cfg: RunConfig, device: str) -> SentenceTransformer:
