@@ -155,7 +155,8 @@ class Report:
         print(line, flush=True)
         self.lines.append(line)
 
-    def save(self) -> Path:
+    def save(self, name: str | None = None) -> Path:
+        """Write benchmarks/results/NAME.txt (default: the benchmark's own name)."""
         load_after = os.getloadavg()
         cores = len(os.sched_getaffinity(0))
         busy = max(self.load_before[0], load_after[0]) > 1.2 * cores
@@ -170,7 +171,7 @@ class Report:
         for line in footer:
             print(line, flush=True)
         RESULTS.mkdir(parents=True, exist_ok=True)
-        path = RESULTS / f"{self.name}.txt"
+        path = RESULTS / f"{name or self.name}.txt"
         path.write_text("\n".join(self.header + self.lines + footer) + "\n")
         print(f"wrote {path.relative_to(ROOT)}", flush=True)
         return path

@@ -39,6 +39,7 @@ def main():
     parser.add_argument("--texts", type=int, default=8, help="texts for the cosine comparison")
     parser.add_argument("--max-text-tokens", type=int, default=64, help="longest text in the cosine comparison")
     parser.add_argument("--model", default=None, help="NV-Embed folder (default: the converted, untrained model)")
+    parser.add_argument("--save-as", default=None, help="results file name under benchmarks/results/ (no .txt)")
     args = parser.parse_args()
     set_threads(args.threads)
 
@@ -91,7 +92,7 @@ def main():
     nearest_fp32 = (a @ a.T).fill_diagonal_(-2).argmax(dim=1)
     nearest_bf16 = (b.float() @ b.float().T).fill_diagonal_(-2).argmax(dim=1)
     report(f"  nearest-neighbour agreement fp32 vs bf16: {(nearest_fp32 == nearest_bf16).float().mean().item():.0%}")
-    report.save()
+    report.save(args.save_as)
 
 
 if __name__ == "__main__":

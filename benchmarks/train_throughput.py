@@ -45,6 +45,9 @@ VARIANTS = {
     "cached": dict(cached_loss=True, gradient_checkpointing=False),
     "gc": dict(cached_loss=False, gradient_checkpointing=True),
     "cached+gc": dict(cached_loss=True, gradient_checkpointing=True),
+    # plain under bf16 autocast, as the trainer runs it where train.pipeline.bf16_available says yes (GPUs with bf16,
+    # CPUs with AMX / avx512_bf16): is bf16 really the faster choice on this machine?
+    "bf16": dict(cached_loss=False, gradient_checkpointing=False),
 }
 
 
@@ -57,7 +60,7 @@ def child(args) -> None:
     from modeling_nvembed import format_instruction
     from nvembed_defaults import DEFAULT_QUERY_TASK
     from train.config import load_config
-    from train.pipeline import load_for_training
+    from train.pipeline import bf16_available, load_for_training
 
     variant = VARIANTS[args.child]
     overrides = dict(output_dir=tempfile.mkdtemp(), mini_batch_size=args.mini_batch_size, **variant)
@@ -93,11 +96,15 @@ def child(args) -> None:
         features.append({k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in f.items()})
     tokens = sum(int(f["attention_mask"].sum()) for f in features)
 
-    use_bf16 = device.startswith("cuda") and torch.cuda.is_bf16_supported()
+    # On CUDA every variant runs under bf16 autocast where the GPU has it (the trainer's choice there); on CPU only
+    # the bf16 variant does, the others are fp32.
+    use_bf16 = args.child == "bf16" or (device.startswith("cuda") and torch.cuda.is_bf16_supported())
+    if args.child == "bf16" and not bf16_available(device):
+        raise SystemExit(f"bf16 variant: {device} has no native bf16 (train.pipeline.bf16_available)")
 
     def step():
         optimizer.zero_grad(set_to_none=True)
-        with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=use_bf16):
+        with torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16, enabled=use_bf16):
             value = loss(features, None)
         value.backward()
         optimizer.step()
@@ -136,6 +143,7 @@ def main():
     parser.add_argument("--rounds", type=int, default=1, help="2: run the variants again in reverse order")
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--child", choices=list(VARIANTS), help=argparse.SUPPRESS)
+    parser.add_argument("--save-as", default=None, help="results file name under benchmarks/results/ (no .txt)")
     args = parser.parse_args()
     set_threads(args.threads)
     if args.child:
@@ -186,7 +194,7 @@ def main():
             f"  {name:10s} | {t:8.2f} s {spread(times):>15s} | {args.batch_size / t:7.2f}"
             f" | {first['tokens'] / t:8.0f} | {memory:>8s} | {t / base:.2f}x"
         )
-    report.save()
+    report.save(args.save_as)
 
 
 if __name__ == "__main__":
