@@ -7,13 +7,18 @@ mteb protocol) at C=1 (mteb's setting) and at C=10, and prints the mean cosine b
 the two accuracies with a high mean cosine says the classes are there but crowded into one cone, where C=1's
 regularisation cannot separate them at unit norm.
 
-The out-of-domain probe reads the dev paragraphs of `info_manual` (eval/ood.py: Info manuals no training task
-touches) as two more task types: classification (the manual, LogisticRegression C=1 on the first OOD_TRAIN_PER_LABEL
-paragraphs of each manual, accuracy on the rest) and pair classification (every pair of paragraphs, positive when both
-come from one manual: average precision of the cosine, mteb's PairClassification score).
+The out-of-domain probe scores info_section's whole dev split (retrieval, nDCG@10) and reads the dev paragraphs of
+`info_manual` (eval/ood.py: Info manuals no training task touches) as two more task types: classification (the
+manual, LogisticRegression C=1 on the first OOD_TRAIN_PER_LABEL paragraphs of each manual, accuracy on the rest)
+and pair classification (every pair of paragraphs, positive when both come from one manual: average precision of the
+cosine, mteb's PairClassification score).
 
     python benchmarks/dev_check.py demo=nvembed simmse=runs/lv-simmse/model [--dev-queries 100] [--section-rows 500]
-    python benchmarks/dev_check.py demo=nvembed minilm=minilm --ood-only
+    python benchmarks/dev_check.py demo=nvembed minilm=minilm --ood-only [--plain]
+
+`--plain` adds the same probe as a user gets it without writing instructions (plain_* columns): the folder's "query"
+prompt on the section titles (what mteb's SentenceTransformer wrapper picks for an unknown retrieval task) and no
+instruction on the paragraphs.
 """
 
 import argparse
@@ -45,7 +50,33 @@ def section_probe(model, rows: int, prompt: str | None) -> dict[str, float]:
 OOD_TRAIN_PER_LABEL = 8
 
 
+def ood_section_ndcg(model, query_prompt: str | None) -> dict[str, float]:
+    """info_section's whole dev split: nDCG@10 of each section title (`query_prompt` on it) against every dev
+    section."""
+    from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
+
+    from eval.ood import build
+
+    sections = build()["info_section"]["dev"]
+    retrieval = InformationRetrievalEvaluator(
+        queries={f"q{i}": r["query"] for i, r in enumerate(sections)},
+        corpus={f"d{i}": r["passage"] for i, r in enumerate(sections)},
+        relevant_docs={f"q{i}": {f"d{i}"} for i in range(len(sections))},
+        query_prompt=query_prompt,
+        name="ood_section",
+        batch_size=32,
+        write_csv=False,
+        ndcg_at_k=[10],
+        mrr_at_k=[10],
+        accuracy_at_k=[1],
+        precision_recall_at_k=[10],
+        map_at_k=[10],
+    )
+    return {"ood_section_ndcg": float(retrieval(model)["ood_section_cosine_ndcg@10"])}
+
+
 def ood_probe(model, prompt: str | None) -> dict[str, float]:
+    """The Info-manual dev paragraphs as classification and pair classification (`prompt` on every paragraph)."""
     import numpy as np
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import average_precision_score
@@ -69,13 +100,23 @@ def ood_probe(model, prompt: str | None) -> dict[str, float]:
     }
 
 
+def plain_use(scores: dict[str, float]) -> dict[str, float]:
+    return {"plain" + key.removeprefix("ood"): value for key, value in scores.items()}
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("models", nargs="+", help="name=folder; the folder 'minilm' is the bundled all-MiniLM-L6-v2")
     parser.add_argument("--dev-queries", type=int, default=100)
     parser.add_argument("--section-rows", type=int, default=500)
     parser.add_argument("--max-seq-length", type=int, default=64)
-    parser.add_argument("--ood-only", action="store_true", help="only the out-of-domain probe (~1 min per model)")
+    parser.add_argument("--ood-only", action="store_true", help="only the out-of-domain probe (~2 min per model)")
+    parser.add_argument(
+        "--plain",
+        action="store_true",
+        help="also the out-of-domain probe as plain use: the folder's 'query' prompt on retrieval queries, no "
+        "instruction on the paragraphs (plain_* columns)",
+    )
     args = parser.parse_args(argv)
     from sentence_transformers import SentenceTransformer
 
@@ -102,13 +143,21 @@ def main(argv=None):
             row.update(dev_scores(model, instructions=not peer, limit=args.dev_queries))
             prompt = None if peer else format_instruction(TASKS["debian_section"].instruction)
             row.update(section_probe(model, args.section_rows, prompt))
-        row.update(ood_probe(model, None if peer else format_instruction(OOD_INSTRUCTIONS["info_manual"])))
+        if peer:
+            row.update(ood_section_ndcg(model, None) | ood_probe(model, None))
+        else:
+            manual, section = (format_instruction(OOD_INSTRUCTIONS[t]) for t in ("info_manual", "info_section"))
+            row.update(ood_section_ndcg(model, section) | ood_probe(model, manual))
+            if args.plain:
+                # What a user of the folder gets without writing instructions, as mteb's plain SentenceTransformer
+                # wrapper encodes an unknown task: the folder's "query" prompt on the titles, nothing elsewhere.
+                row.update(plain_use(ood_section_ndcg(model, model.prompts.get("query")) | ood_probe(model, None)))
         table[name] = row
         print(name, row, flush=True)
-    columns = list(next(iter(table.values())))
+    columns = list(dict.fromkeys(c for row in table.values() for c in row))  # a peer has no plain_* columns
     print("\n| model | " + " | ".join(columns) + " |\n|---" + "|---:" * len(columns) + "|")
     for name, row in table.items():
-        print(f"| {name} | " + " | ".join(f"{100 * row[c]:.1f}" for c in columns) + " |")
+        print(f"| {name} | " + " | ".join(f"{100 * row[c]:.1f}" if c in row else "-" for c in columns) + " |")
 
 
 if __name__ == "__main__":
