@@ -141,13 +141,16 @@ def test_similarity_distillation_refuses_a_missing_teacher_column():
         similarity_distillation(student, torch.randn(2, 7), 20.0, 20.0)  # 7 is not 2 columns x d_t
 
 
-def test_distilled_mnrl_is_mnrl_plus_weighted_kl(tiny_nvembed_folder):
+@pytest.mark.parametrize("directions", [("query_to_doc",), ("query_to_doc", "doc_to_query", "doc_to_doc")])
+def test_distilled_mnrl_is_mnrl_plus_weighted_kl(tiny_nvembed_folder, directions):
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
 
     model = SentenceTransformer(str(tiny_nvembed_folder), trust_remote_code=True, device="cpu")
-    loss = DistilledMultipleNegativesRankingLoss(model, scale=20.0, distill_weight=0.5, teacher_scale=10.0)
-    plain = MultipleNegativesRankingLoss(model, scale=20.0)
+    loss = DistilledMultipleNegativesRankingLoss(
+        model, scale=20.0, distill_weight=0.5, teacher_scale=10.0, directions=directions
+    )
+    plain = MultipleNegativesRankingLoss(model, scale=20.0, directions=directions)
     torch.manual_seed(1)
     emb = [torch.randn(4, 32), torch.randn(4, 32)]
     teacher = F.normalize(torch.randn(4, 2, 6), dim=-1).reshape(4, 12)

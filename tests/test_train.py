@@ -168,6 +168,36 @@ def test_pipeline_picks_each_task_kinds_loss(
     assert prompts["toy_sts"] == {"anchor": format_instruction("Retrieve semantically similar text")}
 
 
+@pytest.mark.parametrize("cached_loss", [False, True])
+def test_directions_reach_the_in_batch_ranking_loss_only(tiny_nvembed_folder, tmp_path, monkeypatch, cached_loss):
+    specs = {
+        "toy_retrieval": Spec("retrieval", "Given a query, retrieve the passage"),
+        "toy_classes": Spec("classification", "Classify"),
+    }
+    monkeypatch.setattr(pipeline, "task_specs", lambda: specs)
+    monkeypatch.setattr(pipeline, "training_pairs", lambda task, label_negatives=1: toy_pairs(task))
+    terms = ["query_to_doc", "doc_to_query", "query_to_query", "doc_to_doc"]
+    cfg = run_config(tmp_path, tiny_nvembed_folder, cached_loss=cached_loss, directions=terms)
+    miner = pipeline.Miner(pipeline.load_for_training(tiny_nvembed_folder, cfg, "cpu"), cfg, "cpu")
+    _, losses, _ = pipeline.stage_datasets(StageConfig(tasks=list(specs), num_hard_negatives=0), cfg, miner)
+    assert losses["toy_retrieval"].directions == tuple(terms)
+    assert isinstance(losses["toy_classes"], HardNegativesOnlyRankingLoss)  # its own candidates only: no directions
+
+
+@pytest.mark.parametrize(
+    "directions, match",
+    [
+        (["doc_to_doc"], "including 'query_to_doc'"),
+        (["query_to_doc", "sideways"], "directions must be a list"),
+        ("query_to_doc", "directions must be a list"),
+        (["query_to_doc", "doc_to_query", "doc_to_query"], "twice"),
+    ],
+)
+def test_bad_directions_are_refused(directions, match):
+    with pytest.raises(ValueError, match=match):
+        RunConfig(directions=directions, stages=[StageConfig(tasks=["debian_description"])])
+
+
 def test_label_negatives_give_classification_rows_that_many_negative_columns(tmp_path, tiny_nvembed_folder, toy_data):
     cfg = run_config(tmp_path, tiny_nvembed_folder)
     miner = pipeline.Miner(pipeline.load_for_training(tiny_nvembed_folder, cfg, "cpu"), cfg, "cpu")

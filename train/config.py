@@ -7,6 +7,9 @@ from pathlib import Path
 import yaml
 
 
+DIRECTIONS = ("query_to_doc", "doc_to_query", "query_to_query", "doc_to_doc")  # MultipleNegativesRankingLoss's
+
+
 @dataclass
 class StageConfig:
     """One contrastive stage (paper section 4).
@@ -140,6 +143,11 @@ class RunConfig:
             with `lora: false`); the embeddings and the layers below are frozen, so backward stops above them: the
             CPU recipes' main saving (the forward cost stays). None: every layer.
         temperature: InfoNCE temperature (0.01 in the paper, i.e. scale 100).
+        directions: the in-batch terms of the ranking loss on retrieval data (sentence-transformers'
+            MultipleNegativesRankingLoss `directions`, one joint softmax): "query_to_doc" (the paper's InfoNCE, always
+            included), "doc_to_query" (each passage picks its query), "query_to_query" and "doc_to_doc" (queries,
+            and passages, pushed from each other: GTE's improved contrastive loss, arXiv 2308.03281). The extra
+            terms reuse the batch's embeddings: no extra encoding.
         cached_loss: CachedMultipleNegativesRankingLoss (GradCache) for large batches on small memory.
         mini_batch_size: the cached loss's chunk size.
         gather_across_devices: under several processes (torchrun / accelerate launch), gather every process's
@@ -180,6 +188,7 @@ class RunConfig:
     lora_dropout: float = 0.0
     train_layers: int | None = None  # train the top N decoder layers only (None: all); lower layers get no backward
     temperature: float = 0.01
+    directions: list[str] = field(default_factory=lambda: list(DIRECTIONS[:1]))
     cached_loss: bool = False
     mini_batch_size: int = 8
     gather_across_devices: bool = True
@@ -230,6 +239,14 @@ class RunConfig:
                 )
         if not 0 < self.temperature:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        directions = list(self.directions) if isinstance(self.directions, (list, tuple)) else None
+        if not directions or "query_to_doc" not in directions or not set(directions) <= set(DIRECTIONS):
+            raise ValueError(
+                f"directions must be a list of {list(DIRECTIONS)} including 'query_to_doc', got {self.directions!r}"
+            )
+        if len(set(directions)) != len(directions):
+            raise ValueError(f"directions names a term twice: {self.directions!r}")
+        self.directions = directions
         self.stages = [s if isinstance(s, StageConfig) else _build(StageConfig, s, "stages[]") for s in self.stages]
         if not self.stages:
             raise ValueError("a run needs at least one stage")

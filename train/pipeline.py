@@ -220,6 +220,7 @@ def stage_datasets(stage: StageConfig, cfg: RunConfig, miner) -> tuple[dict, dic
         "similarity_weight": cfg.distill_similarity_weight,
         "passage_weight": cfg.distill_passage_weight,
     }
+    terms = {"directions": tuple(cfg.directions)}  # in-batch terms of the ranking loss (MNRL's `directions`)
     for task, data in datasets.items():
         if kinds[task] != "retrieval" and not stage.in_batch_negatives_for_non_retrieval:
             if cfg.distill_weight > 0:
@@ -227,13 +228,19 @@ def stage_datasets(stage: StageConfig, cfg: RunConfig, miner) -> tuple[dict, dic
             else:
                 losses[task] = HardNegativesOnlyRankingLoss(miner.student, scale=scale)
         elif cfg.distill_weight > 0:
-            losses[task] = DistilledMultipleNegativesRankingLoss(miner.student, scale=scale, **distill)
+            losses[task] = DistilledMultipleNegativesRankingLoss(miner.student, scale=scale, **distill, **terms)
         elif cfg.cached_loss:
             losses[task] = CachedMultipleNegativesRankingLoss(
-                miner.student, scale=scale, mini_batch_size=cfg.mini_batch_size, gather_across_devices=gather
+                miner.student,
+                scale=scale,
+                mini_batch_size=cfg.mini_batch_size,
+                gather_across_devices=gather,
+                **terms,
             )
         else:
-            losses[task] = MultipleNegativesRankingLoss(miner.student, scale=scale, gather_across_devices=gather)
+            losses[task] = MultipleNegativesRankingLoss(
+                miner.student, scale=scale, gather_across_devices=gather, **terms
+            )
     return datasets, losses, prompts
 
 
@@ -507,6 +514,7 @@ CARD_HYPERPARAMETERS = (
     "lora",
     "train_layers",
     "temperature",
+    "directions",
     "distill_weight",
     "distill_temperature",
     "distill_similarity_weight",
