@@ -177,10 +177,21 @@ def test_directions_reach_the_in_batch_ranking_loss_only(tiny_nvembed_folder, tm
     monkeypatch.setattr(pipeline, "task_specs", lambda: specs)
     monkeypatch.setattr(pipeline, "training_pairs", lambda task, label_negatives=1: toy_pairs(task))
     terms = ["query_to_doc", "doc_to_query", "query_to_query", "doc_to_doc"]
-    cfg = run_config(tmp_path, tiny_nvembed_folder, cached_loss=cached_loss, directions=terms)
+    cfg = run_config(
+        tmp_path,
+        tiny_nvembed_folder,
+        cached_loss=cached_loss,
+        directions=terms,
+        hardness_mode="in_batch_negatives",
+        hardness_strength=9.0,
+    )
     miner = pipeline.Miner(pipeline.load_for_training(tiny_nvembed_folder, cfg, "cpu"), cfg, "cpu")
     _, losses, _ = pipeline.stage_datasets(StageConfig(tasks=list(specs), num_hard_negatives=0), cfg, miner)
     assert losses["toy_retrieval"].directions == tuple(terms)
+    assert (losses["toy_retrieval"].hardness_mode, losses["toy_retrieval"].hardness_strength) == (
+        "in_batch_negatives",
+        9.0,
+    )
     assert isinstance(losses["toy_classes"], HardNegativesOnlyRankingLoss)  # its own candidates only: no directions
 
 
@@ -196,6 +207,14 @@ def test_directions_reach_the_in_batch_ranking_loss_only(tiny_nvembed_folder, tm
 def test_bad_directions_are_refused(directions, match):
     with pytest.raises(ValueError, match=match):
         RunConfig(directions=directions, stages=[StageConfig(tasks=["debian_description"])])
+
+
+@pytest.mark.parametrize(
+    "mode, strength", [("sideways", 9.0), ("in_batch_negatives", 0.0), (None, 9.0), ("hard_negatives", -1.0)]
+)
+def test_bad_hardness_weighting_is_refused(mode, strength):
+    with pytest.raises(ValueError, match="hardness"):
+        RunConfig(hardness_mode=mode, hardness_strength=strength, stages=[StageConfig(tasks=["debian_description"])])
 
 
 def test_label_negatives_give_classification_rows_that_many_negative_columns(tmp_path, tiny_nvembed_folder, toy_data):

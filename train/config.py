@@ -148,6 +148,10 @@ class RunConfig:
             included), "doc_to_query" (each passage picks its query), "query_to_query" and "doc_to_doc" (queries,
             and passages, pushed from each other: GTE's improved contrastive loss, arXiv 2308.03281). The extra
             terms reuse the batch's embeddings: no extra encoding.
+        hardness_mode, hardness_strength: MultipleNegativesRankingLoss's hardness weighting on retrieval data: None
+            (off), "in_batch_negatives" (adds strength x the detached cosine to each in-batch negative's logit, so
+            the hard ones weigh more; Lan et al. 2025 use 9), "hard_negatives" (only mined negatives; EmbeddingGemma
+            uses 5) or "all_negatives".
         cached_loss: CachedMultipleNegativesRankingLoss (GradCache) for large batches on small memory.
         mini_batch_size: the cached loss's chunk size.
         gather_across_devices: under several processes (torchrun / accelerate launch), gather every process's
@@ -189,6 +193,8 @@ class RunConfig:
     train_layers: int | None = None  # train the top N decoder layers only (None: all); lower layers get no backward
     temperature: float = 0.01
     directions: list[str] = field(default_factory=lambda: list(DIRECTIONS[:1]))
+    hardness_mode: str | None = None
+    hardness_strength: float = 0.0
     cached_loss: bool = False
     mini_batch_size: int = 8
     gather_across_devices: bool = True
@@ -247,6 +253,16 @@ class RunConfig:
         if len(set(directions)) != len(directions):
             raise ValueError(f"directions names a term twice: {self.directions!r}")
         self.directions = directions
+        if self.hardness_mode not in (None, "in_batch_negatives", "hard_negatives", "all_negatives"):
+            raise ValueError(
+                "hardness_mode must be null, in_batch_negatives, hard_negatives or all_negatives, got "
+                f"{self.hardness_mode!r}"
+            )
+        if self.hardness_strength < 0 or (self.hardness_mode is not None) != (self.hardness_strength > 0):
+            raise ValueError(
+                "hardness_strength must be > 0 with a hardness_mode and 0 without one, got "
+                f"{self.hardness_strength} with hardness_mode {self.hardness_mode!r}"
+            )
         self.stages = [s if isinstance(s, StageConfig) else _build(StageConfig, s, "stages[]") for s in self.stages]
         if not self.stages:
             raise ValueError("a run needs at least one stage")

@@ -220,7 +220,12 @@ def stage_datasets(stage: StageConfig, cfg: RunConfig, miner) -> tuple[dict, dic
         "similarity_weight": cfg.distill_similarity_weight,
         "passage_weight": cfg.distill_passage_weight,
     }
-    terms = {"directions": tuple(cfg.directions)}  # in-batch terms of the ranking loss (MNRL's `directions`)
+    # The ranking loss's in-batch terms and hardness weighting (MultipleNegativesRankingLoss's own options)
+    terms = {
+        "directions": tuple(cfg.directions),
+        "hardness_mode": cfg.hardness_mode,
+        "hardness_strength": cfg.hardness_strength,
+    }
     for task, data in datasets.items():
         if kinds[task] != "retrieval" and not stage.in_batch_negatives_for_non_retrieval:
             if cfg.distill_weight > 0:
@@ -515,6 +520,8 @@ CARD_HYPERPARAMETERS = (
     "train_layers",
     "temperature",
     "directions",
+    "hardness_mode",
+    "hardness_strength",
     "distill_weight",
     "distill_temperature",
     "distill_similarity_weight",
