@@ -53,25 +53,10 @@ OOD_TRAIN_PER_LABEL = 8
 def ood_section_ndcg(model, query_prompt: str | None) -> dict[str, float]:
     """info_section's whole dev split: nDCG@10 of each section title (`query_prompt` on it) against every dev
     section."""
-    from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
-
     from eval.ood import build
+    from train.monitor import retrieval_evaluator
 
-    sections = build()["info_section"]["dev"]
-    retrieval = InformationRetrievalEvaluator(
-        queries={f"q{i}": r["query"] for i, r in enumerate(sections)},
-        corpus={f"d{i}": r["passage"] for i, r in enumerate(sections)},
-        relevant_docs={f"q{i}": {f"d{i}"} for i in range(len(sections))},
-        query_prompt=query_prompt,
-        name="ood_section",
-        batch_size=32,
-        write_csv=False,
-        ndcg_at_k=[10],
-        mrr_at_k=[10],
-        accuracy_at_k=[1],
-        precision_recall_at_k=[10],
-        map_at_k=[10],
-    )
+    retrieval = retrieval_evaluator(build()["info_section"]["dev"], "ood_section", query_prompt)
     return {"ood_section_ndcg": float(retrieval(model)["ood_section_cosine_ndcg@10"])}
 
 

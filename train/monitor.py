@@ -73,36 +73,39 @@ class ClassificationEvaluator(BaseEvaluator):
         return self.prefix_name_to_metrics({"accuracy": accuracy}, self.name)
 
 
+def retrieval_evaluator(rows, name: str, query_prompt: str | None, batch_size: int = 32):
+    """sentence-transformers' InformationRetrievalEvaluator on {query, passage} rows: each query's own passage is its
+    one relevant document, the corpus is every row's passage (nDCG@10 is `{name}_cosine_ndcg@10`)."""
+    from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
+
+    return InformationRetrievalEvaluator(
+        queries={f"q{i}": r["query"] for i, r in enumerate(rows)},
+        corpus={f"d{i}": r["passage"] for i, r in enumerate(rows)},
+        relevant_docs={f"q{i}": {f"d{i}"} for i in range(len(rows))},
+        query_prompt=query_prompt,
+        name=name,
+        batch_size=batch_size,
+        write_csv=False,
+        ndcg_at_k=[10],
+        mrr_at_k=[10],
+        accuracy_at_k=[1],
+        precision_recall_at_k=[10],
+        map_at_k=[10],
+    )
+
+
 def dev_evaluators(limit: int = 100, instructions: bool = True, batch_size: int = 32) -> list:
     """sentence-transformers evaluators: nDCG@10 on `limit` dev queries per retrieval task (corpus = their passages),
     Spearman on `limit` dev pairs of the STS task, accuracy on `limit` dev rows of the classification task.
     `instructions=False` for models that take none (MiniLM, raw)."""
-    from sentence_transformers.sentence_transformer.evaluation import (
-        EmbeddingSimilarityEvaluator,
-        InformationRetrievalEvaluator,
-    )
+    from sentence_transformers.sentence_transformer.evaluation import EmbeddingSimilarityEvaluator
 
     from train.data import load_source
 
     evaluators = []
     for task in RETRIEVAL_DEV:
-        rows = _retrieval_rows(task)[:limit]
-        evaluators.append(
-            InformationRetrievalEvaluator(
-                queries={f"q{i}": r["query"] for i, r in enumerate(rows)},
-                corpus={f"d{i}": r["passage"] for i, r in enumerate(rows)},
-                relevant_docs={f"q{i}": {f"d{i}"} for i in range(len(rows))},
-                query_prompt=format_instruction(_instruction(task)) if instructions else None,
-                name=task,
-                batch_size=batch_size,
-                write_csv=False,
-                ndcg_at_k=[10],
-                mrr_at_k=[10],
-                accuracy_at_k=[1],
-                precision_recall_at_k=[10],
-                map_at_k=[10],
-            )
-        )
+        prompt = format_instruction(_instruction(task)) if instructions else None
+        evaluators.append(retrieval_evaluator(_retrieval_rows(task)[:limit], task, prompt, batch_size))
     for task in STS_DEV:
         rows = load_source(task)["dev"].to_list()[:limit]
         # Symmetric task: NV-Embed gives both sides the instruction; ST's evaluator takes no prompt, so it is prepended
