@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 from datasets import Dataset, load_from_disk
 
+from train.cache import save_atomically
+
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +37,5 @@ def add_teacher_vectors(data: Dataset, teacher, cache: Path) -> Dataset:
     index = {t: i for i, t in enumerate(texts)}
     rows = np.concatenate([vectors[[index[t] for t in data[c]]] for c in columns], axis=1)  # (N, k * d)
     result = data.add_column("label", [row.astype(np.float32).tolist() for row in rows])
-    from train.pipeline import save_atomically
-
     save_atomically(result, cache)
     return load_from_disk(str(cache))

@@ -34,6 +34,7 @@ from transformers.trainer_utils import get_last_checkpoint
 from convert_to_nvembed import convert, save_nvembed_folder
 from modeling_nvembed import format_instruction
 from nvembed_defaults import peer_model_path
+from train.cache import save_atomically
 from train.config import RunConfig, StageConfig, load_config
 from train.distill import text_columns
 from train.losses import (
@@ -319,15 +320,6 @@ def _mine_and_cache(data: Dataset, num_negatives: int, cfg: RunConfig, miner: Mi
     )
     save_atomically(mined, cache)
     return mined
-
-
-def save_atomically(data: Dataset, cache: Path) -> None:
-    """save_to_disk into a temporary folder, then rename: a kill mid-write never leaves a cache that looks finished."""
-    staging = cache.with_name(cache.name + ".tmp")
-    shutil.rmtree(staging, ignore_errors=True)
-    data.save_to_disk(str(staging))
-    shutil.rmtree(cache, ignore_errors=True)
-    staging.rename(cache)
 
 
 def load_saved_weights(model: SentenceTransformer, folder: str | Path) -> None:
