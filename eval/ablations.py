@@ -15,7 +15,6 @@ import logging
 from pathlib import Path
 
 from train.config import StageConfig, load_config
-from train.demo import DEV_TASKS
 
 
 logger = logging.getLogger(__name__)
@@ -32,6 +31,7 @@ PAPER_POOLING = {
 # NV-Embed-v2: two-stage vs single-stage (in-batch negatives on everywhere / off for non-retrieval)
 PAPER_STAGES = {"two-stage": 72.31, "single-stage, in-batch everywhere": 70.83, "single-stage, in-batch off": 71.94}
 MASK_NAMES = {"b": "bidirectional", "c": "causal"}
+QUICK_DEV_TASKS = ("debian_description", "pydoc_summary")  # `--quick-dev`: the in-domain retrieval dev tasks
 
 
 def variants(base) -> dict[str, object]:
@@ -102,10 +102,11 @@ def table(
 def quick_dev_scores(folder: Path, tasks, limit: int, max_seq_length: int) -> dict[str, float]:
     from sentence_transformers import SentenceTransformer
 
-    from train.demo import compare as dev_compare
+    from train.monitor import dev_scores
 
-    loader = {"NV-Embed": (lambda: SentenceTransformer(str(folder), trust_remote_code=True, device="cpu"), True)}
-    row = dev_compare(loader, limit, max_seq_length)["NV-Embed"]
+    model = SentenceTransformer(str(folder), trust_remote_code=True, device="cpu")
+    model.max_seq_length = max_seq_length
+    row = dev_scores(model, instructions=True, limit=limit)
     return {task: row[task] for task in tasks}
 
 
@@ -156,7 +157,7 @@ def main(argv=None):
         if not (final / "model.safetensors").is_file():
             train(cfg, final)
         if args.quick_dev:
-            scores = quick_dev_scores(final, args.tasks or list(DEV_TASKS), args.quick_dev, args.max_seq_length)
+            scores = quick_dev_scores(final, args.tasks or list(QUICK_DEV_TASKS), args.quick_dev, args.max_seq_length)
         else:
             result = compare(
                 {slug: str(final)},

@@ -15,43 +15,20 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from eval.layout import default_eval_dir, retrieval_files, write_split
+
+
+__all__ = ["COLUMNS", "OOD_TASK_NAMES", "TASK_NAMES", "export", "export_task", "retrieval_files"]
 
 
 logger = logging.getLogger(__name__)
 
 TASK_NAMES = ("debian_description", "pydoc_summary", "debian_section", "pydoc_module", "debian_tags_pairs")
 OOD_TASK_NAMES = ("info_section", "info_manual")  # eval/ood.py: evaluation-only text, no training split
-
-
-def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> int:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    n = 0
-    with path.open("w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-            n += 1
-    return n
-
-
-def retrieval_files(rows: Sequence[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
-    """`query`/`passage`/`id` rows -> corpus, queries and qrels (query `q<id>` -> its own passage `d<id>`).
-
-    Example:
-        >>> files = retrieval_files([{"id": 7, "query": "q", "passage": "p"}])
-        >>> files["qrels"]
-        [{'query-id': 'q7', 'corpus-id': 'd7', 'score': 1}]
-    """
-    ids = [str(row["id"]) for row in rows]
-    if len(set(ids)) != len(ids):
-        raise ValueError(f"retrieval ids must be unique within a split; {len(ids) - len(set(ids))} repeat")
-    return {
-        "corpus": [{"id": f"d{i}", "text": row["passage"]} for i, row in zip(ids, rows)],
-        "queries": [{"id": f"q{i}", "text": row["query"]} for i, row in zip(ids, rows)],
-        "qrels": [{"query-id": f"q{i}", "corpus-id": f"d{i}", "score": 1} for i in ids],
-    }
 
 
 COLUMNS = {
@@ -68,6 +45,8 @@ def export_task(
 
     `max_rows` caps each evaluation split (the first rows, which are in hash order); classification's train split,
     which mteb samples from, is never capped."""
+    if kind != "retrieval" and kind not in COLUMNS:
+        raise ValueError(f"task '{name}' has kind '{kind}'; eval knows retrieval, {', '.join(COLUMNS)}")
     task_dir = output_dir / name
     wanted = list(dict.fromkeys(["train", *splits] if kind == "classification" else splits))
     counts = {}
@@ -77,13 +56,9 @@ def export_task(
         rows = dataset[split].to_list()
         if max_rows is not None and split != "train":
             rows = rows[:max_rows]
-        if kind == "retrieval":
-            for file_name, file_rows in retrieval_files(rows).items():
-                write_jsonl(task_dir / split / f"{file_name}.jsonl", file_rows)
-        elif kind in COLUMNS:
-            write_jsonl(task_dir / f"{split}.jsonl", ({c: row[c] for c in COLUMNS[kind]} for row in rows))
-        else:
-            raise ValueError(f"task '{name}' has kind '{kind}'; eval knows retrieval, {', '.join(COLUMNS)}")
+        write_split(
+            task_dir, split, kind, rows if kind == "retrieval" else [{c: r[c] for c in COLUMNS[kind]} for r in rows]
+        )
         counts[split] = len(rows)
     return counts
 
@@ -96,7 +71,6 @@ def export(
 ) -> dict[str, dict[str, int]]:
     """Exports the named tasks (default: all, in-domain and out-of-domain); returns task -> split -> rows."""
     from eval import ood
-    from eval.tasks import default_eval_dir
     from train.data import TASKS, load_source
 
     output_dir = Path(output_dir) if output_dir else default_eval_dir()

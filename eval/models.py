@@ -37,14 +37,12 @@ from mteb.models.sentence_transformer_wrapper import SentenceTransformerEncoderW
 from mteb.types import PromptType
 
 from modeling_nvembed import format_instruction
-from nvembed_defaults import default_backbone_path, peer_model_path
+from nvembed_defaults import default_backbone_path, peer_model_path, raw_backbone
 
 
 logger = logging.getLogger(__name__)
 
 RAW_POOLING = {"raw-mean": "mean", "raw-last": "lasttoken"}
-# The raw baselines run on CPU in CI; longer inputs are truncated.
-RAW_MAX_SEQ_LENGTH = 512
 MODEL_NAME_PREFIX = "nvembed-eval"
 
 
@@ -94,36 +92,6 @@ class InstructEncoder(AbsEncoder):
             prompt = self.get_task_instruction(task_metadata, prompt_type)
         texts = [text for batch in inputs for text in batch["text"]]
         return self.model.encode(texts, prompt=prompt, **kwargs)
-
-
-def raw_backbone(pooling: str, source: str) -> Any:
-    """SentenceTransformer over the causal backbone (causal mask kept, untrained): the ablations' zero point."""
-    from sentence_transformers import SentenceTransformer
-    from sentence_transformers.base.modules import Transformer
-    from sentence_transformers.sentence_transformer.modules import Pooling
-
-    path = Path(source) if source else default_backbone_path()
-    if path.suffix == ".gguf":
-        folder, gguf = str(path.parent), {"gguf_file": path.name}
-    else:
-        folder, gguf = str(path), {}
-    if not Path(folder).exists():
-        raise FileNotFoundError(f"raw backbone not found: {path}")
-    transformer = Transformer(
-        folder,
-        model_kwargs=dict(gguf),
-        processor_kwargs=dict(gguf),
-        config_kwargs=dict(gguf),
-        max_seq_length=RAW_MAX_SEQ_LENGTH,
-        # Plain text: SmolLM2's tokenizer has a chat template, and sentence-transformers 6 would otherwise wrap every
-        # input into chat messages (and then cannot exclude the prompt from pooling).
-        modality_config={"text": {"method": "forward", "method_output_name": "last_hidden_state"}},
-        module_output_name="token_embeddings",
-    )
-    if transformer.tokenizer.pad_token is None:
-        transformer.tokenizer.pad_token = transformer.tokenizer.eos_token
-    pool = Pooling(transformer.get_embedding_dimension(), pooling_mode=pooling, include_prompt=False)
-    return SentenceTransformer(modules=[transformer, pool], device="cpu")
 
 
 def _capped(model: Any, max_seq_length: int | None) -> Any:

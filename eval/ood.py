@@ -23,6 +23,8 @@ import re
 from collections import defaultdict
 from pathlib import Path
 
+from eval.layout import write_split
+
 
 INFO_DIR = Path("/usr/share/info")
 MIN_PARAGRAPH_WORDS = 20
@@ -135,8 +137,6 @@ def export(
     output_dir: Path, splits=("test", "dev"), info_dir: Path = INFO_DIR, max_rows: int | None = None
 ) -> dict[str, dict[str, int]]:
     """Write the tasks in the layout of `eval/tasks.py`; returns task -> split -> rows."""
-    from eval.export import retrieval_files, write_jsonl
-
     counts: dict[str, dict[str, int]] = {}
     for task, by_split in build(info_dir).items():
         counts[task] = {}
@@ -144,10 +144,6 @@ def export(
             rows = by_split[split]
             if max_rows is not None and len(rows) > max_rows:  # clustering: every k-th row keeps all manuals in
                 rows = rows[:: -(-len(rows) // max_rows)] if KINDS[task] == "clustering" else rows[:max_rows]
-            if KINDS[task] == "retrieval":
-                for file_name, file_rows in retrieval_files(rows).items():
-                    write_jsonl(output_dir / task / split / f"{file_name}.jsonl", file_rows)
-            else:
-                write_jsonl(output_dir / task / f"{split}.jsonl", rows)
+            write_split(output_dir / task, split, KINDS[task], rows)
             counts[task][split] = len(rows)
     return counts

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +32,7 @@ from mteb.abstasks import AbsTaskClassification, AbsTaskClustering, AbsTaskRetri
 from mteb.abstasks.retrieval_dataset_loaders import RetrievalSplitData
 from mteb.abstasks.task_metadata import TaskMetadata
 
+from eval.layout import EVAL_DIR_ENV, default_eval_dir
 from eval.ood import INSTRUCTIONS as OOD_INSTRUCTIONS
 
 # The instruction of each task is owned by train.data (one source for training and evaluation).
@@ -42,8 +42,6 @@ from train.data.core import CLASSIFIER_ROWS_PER_LABEL, first_rows_per_label
 
 logger = logging.getLogger(__name__)
 
-EVAL_DIR_ENV = "NVEMBED_EVAL_DIR"
-REPO_ROOT = Path(__file__).resolve().parent.parent
 EXPORT_COMMAND = "python -m eval.export"
 # Version of the folder layout above; recorded as the dataset revision in mteb's result files.
 LAYOUT_REVISION = "nvembed-eval-jsonl-v1"
@@ -51,11 +49,6 @@ LAYOUT_REVISION = "nvembed-eval-jsonl-v1"
 
 class EvalDataMissingError(FileNotFoundError):
     """A task's exported files are missing; the message names the file and the command that writes it."""
-
-
-def default_eval_dir() -> Path:
-    """Returns `$NVEMBED_EVAL_DIR` if set, else `<repo>/data_cache/eval`."""
-    return Path(os.environ.get(EVAL_DIR_ENV) or REPO_ROOT / "data_cache" / "eval")
 
 
 class _LocalDataMixin:

@@ -13,15 +13,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from eval.models import raw_backbone
-from nvembed_defaults import peer_model_path
+from nvembed_defaults import peer_model_path, raw_backbone
 from train.config import load_config
 from train.pipeline import prepare_base_model, train
 
 
 logger = logging.getLogger(__name__)
 
-DEV_TASKS = ("debian_description", "pydoc_summary")  # the in-domain retrieval dev tasks (eval.ablations' quick check)
+DEV_TASKS = ("debian_description", "pydoc_summary")  # built before training, so their cache exists for the check
 
 
 def compare(systems: dict, limit: int, max_seq_length: int) -> dict[str, dict[str, float]]:
