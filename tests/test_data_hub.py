@@ -1,6 +1,7 @@
 """Tests of train.data.hub on datasets saved in tmp (seconds, no network: the Hub is never reached)."""
 
 import time
+from pathlib import Path
 
 import datasets
 import pytest
@@ -126,3 +127,128 @@ def test_path_like_names_never_go_to_the_hub(tmp_path, monkeypatch):
         with pytest.raises(FileNotFoundError, match="a path, not a Hub name"):
             hub.load_hub_pairs(name, spec=hub.hub_spec("x", **QA))
     assert not hub.looks_like_path("sentence-transformers/natural-questions") and not hub.looks_like_path("squad")
+
+
+# Fixtures generated from each HUB_DATASETS entry's recorded card features, so a fixture cannot drift from the card:
+# a mapping that names a column the card does not list fails to load its own fixture.
+CARD_DTYPES = {
+    "string": datasets.Value("string"),
+    "int64": datasets.Value("int64"),
+    "float64": datasets.Value("float64"),
+    "list<string>": datasets.List(datasets.Value("string")),
+}
+FIXTURE_ROWS = 12
+
+
+def card_fixture(spec: hub.HubDatasetSpec, rows: int = FIXTURE_ROWS) -> datasets.Dataset:
+    """Rows with exactly the card's columns and dtypes; the mapped label/score columns get values that pair up."""
+    features = datasets.Features({column: CARD_DTYPES[dtype] for column, dtype in spec.card.features.items()})
+    label = spec.columns.get("label")
+    score = spec.columns.get("score")
+    first = spec.columns.get("sentence1")
+    columns = {}
+    for column, dtype in spec.card.features.items():
+        if column == score:  # pairs of one sentence1: a partner scored at the top, one at the bottom of the scale
+            columns[column] = [spec.max_score if i % 2 == 0 else spec.min_score for i in range(rows)]
+        elif column == first:
+            columns[column] = [f"{column} {i // 2}" for i in range(rows)]
+        elif dtype == "list<string>":  # mteb clustering: one row holds a list of texts and their labels
+            values = (lambda i, j: f"topic {j % 3}") if column == label else (lambda i, j: f"{column} {i}.{j}")
+            columns[column] = [[values(i, j) for j in range(6)] for i in range(rows)]
+        elif column == label:
+            columns[column] = [i % 3 if dtype == "int64" else f"label {i % 3}" for i in range(rows)]
+        else:
+            columns[column] = [
+                i if dtype == "int64" else float(i) if dtype == "float64" else f"{column} {i}" for i in range(rows)
+            ]
+    return datasets.Dataset.from_dict(columns, features=features)
+
+
+def write_beir_fixture(folder, rows: int = FIXTURE_ROWS) -> None:
+    (folder / "qrels").mkdir(parents=True)
+    datasets.Dataset.from_dict(
+        {
+            "_id": [f"d{i}" for i in range(3 * rows)],
+            "title": [f"title {i}" for i in range(3 * rows)],
+            "text": [f"document {i}" for i in range(3 * rows)],
+        }
+    ).to_json(folder / "corpus.jsonl")
+    datasets.Dataset.from_dict(
+        {"_id": [f"q{i}" for i in range(rows)], "text": [f"query {i}" for i in range(rows)]}
+    ).to_json(folder / "queries.jsonl")
+    qrels = {
+        "query-id": [f"q{i}" for i in range(rows)],
+        "corpus-id": [f"d{i}" for i in range(rows)],
+        "score": [1.0] * rows,
+    }
+    datasets.Dataset.from_dict(qrels).to_json(folder / "qrels" / "train.jsonl")
+
+
+@pytest.mark.parametrize("name", sorted(hub.HUB_DATASETS))
+def test_every_entry_records_its_card_and_maps_only_card_columns(name):
+    spec = hub.HUB_DATASETS[name]
+    card = spec.card
+    assert card is not None and card.url == f"https://huggingface.co/datasets/{name}"
+    assert set(card.features) and set(card.features.values()) <= set(CARD_DTYPES)
+    assert set(spec.columns.values()) <= set(card.features), f"{name} maps a column its card does not list"
+    if card.verified:
+        assert card.revision is None or len(card.revision) == 40, "a recorded revision is a full commit hash"
+    else:
+        assert card.note, "an unverified entry says what was (not) found"
+    assert (name in hub.unverified_datasets()) != card.verified
+
+
+@pytest.mark.parametrize("name", sorted(hub.HUB_DATASETS))
+def test_every_entry_loads_its_card_fixture(tmp_path, name):
+    spec = hub.hub_spec(tmp_path / "copy", hub_name=name)
+    assert spec == hub.HUB_DATASETS[name]  # a local copy named by hub_name gets the whole registered mapping
+    if spec.layout == "beir":
+        write_beir_fixture(tmp_path / "copy")
+        pairs = hub.load_hub_pairs(tmp_path / "copy", spec=spec, task="t")
+        assert pairs["anchor"][0] == "query 0" and pairs["positive"][0] == "title 0 document 0"
+        assert pairs.column_names == ["anchor", "positive", "negative_1", "task"]
+        return
+    fixture = card_fixture(spec)
+    datasets.DatasetDict({"train": fixture}).save_to_disk(tmp_path / "copy")
+    pairs = hub.load_hub_pairs(tmp_path / "copy", spec=spec, task="t")
+    assert len(pairs) > 0 and pairs["task"][0] == "t"
+    if spec.kind == "retrieval":
+        assert pairs.column_names == [*spec.target_columns, "task"]
+        assert pairs["anchor"] == fixture[spec.columns["anchor"]]
+        assert pairs["positive"] == fixture[spec.columns["positive"]]
+    else:
+        assert pairs.column_names == ["anchor", "positive", "negative_1", "task"]
+        assert all(anchor != negative for anchor, negative in zip(pairs["anchor"], pairs["negative_1"]))
+
+
+def test_sts_scale_with_a_floor_maps_onto_zero_to_five(tmp_path):
+    # STS22 scores 1-4: 4 is the top (5 of 5), 1 the bottom (0 of 5), so its low partners become negatives.
+    spec = hub.HUB_DATASETS["mteb/sts22-crosslingual-sts"]
+    assert (spec.min_score, spec.max_score, spec.subset) == (1.0, 4.0, "en")
+    rows = {"sentence1": ["a", "a", "b"], "sentence2": ["a'", "z", "y"], "score": [4.0, 1.0, 2.5]}
+    datasets.Dataset.from_dict(rows).to_json(tmp_path / "sts22.jsonl")
+    pairs = hub.load_hub_pairs(tmp_path / "sts22.jsonl", spec=spec)
+    assert pairs["anchor"] == ["a"] and pairs["positive"] == ["a'"] and pairs["negative_1"] == ["z"]
+    with pytest.raises(ValueError, match="max_score must be > min_score"):
+        hub.HubDatasetSpec("sts", {"sentence1": "a", "sentence2": "b", "score": "s"}, max_score=1, min_score=1)
+
+
+def test_beir_layout_takes_no_columns():
+    with pytest.raises(ValueError, match="beir-layout dataset is retrieval and takes no columns"):
+        hub.HubDatasetSpec("retrieval", {"anchor": "q", "positive": "p"}, layout="beir")
+    with pytest.raises(ValueError, match="layout must be one of"):
+        hub.HubDatasetSpec("retrieval", {"anchor": "q", "positive": "p"}, layout="tsv")
+
+
+def test_full_yaml_lists_every_unverified_entry_as_unverified():
+    import yaml
+
+    text = (Path(__file__).resolve().parents[1] / "train" / "configs" / "full.yaml").read_text()
+    entries = yaml.safe_load(text)["datasets"]
+    paths = {entry["path"] for entry in entries.values() if "path" in entry}
+    for line in text.splitlines():
+        path = next((p for p in paths if f"path: {p}" in line), None)
+        if path is not None and path in hub.HUB_DATASETS:
+            assert ("unverified" in line) == (path in hub.unverified_datasets()), line
+    beir = {name for name, spec in hub.HUB_DATASETS.items() if spec.layout == "beir"}
+    assert beir <= paths and {"mteb/twentynewsgroups-clustering", "mteb/sts22-crosslingual-sts"} <= paths
