@@ -9,7 +9,7 @@ export TRANSFORMERS_OFFLINE = 1
 export HF_DATASETS_OFFLINE = 1
 export TOKENIZERS_PARALLELISM = false
 
-.PHONY: venv browser-deps test test-fast lint demo train levers convert data clean system-deps compat compat-venvs
+.PHONY: venv browser-deps test test-fast lint demo train levers convert data clean system-deps compat compat-venvs gpu-check
 
 # Debian packages. The package lists with long descriptions (Translation-en) are the training data: every target
 # needs them. chromium (the widget's browser test) only `make test` needs. Skipped where already present; needs root
@@ -62,6 +62,12 @@ demo: $(STAMP)
 # The best model these CPUs make (~2 h on 2 cores; a killed run resumes where it stopped): ./nvembed-train
 train: $(STAMP)
 	$(BIN)/python -m train.pipeline train/configs/train.yaml --final-dir nvembed-train
+
+# Every CUDA path in one run on a GPU machine (< 8 min; benchmarks/results/gpu/; exit 1 on any failure). Its docstring
+# says how to carry the wheels the device image lacks: make gpu-check GPU_CHECK_ARGS="--wheels wheels"
+GPU_CHECK_ARGS ?=
+gpu-check:
+	$(if $(wildcard $(BIN)/python),$(BIN)/python,$(PY)) benchmarks/gpu_check.py $(GPU_CHECK_ARGS)
 
 # The ablation table of the training levers on the dev split (benchmarks/results/levers.md)
 levers: $(STAMP)

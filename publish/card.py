@@ -223,6 +223,20 @@ def _rows(mapping: Mapping, skip: set[str] = frozenset()) -> list[tuple[str, str
     return rows
 
 
+def recipe_comparison(results_dir: Path | None = None) -> dict[str, str] | None:
+    """The repository's saved test-split comparison (`eval.results_table`: `make train`, `make demo`, the raw backbone,
+    all-MiniLM-L6-v2, BM25) as the card's "Against other systems" table and its out-of-domain sentence; None where
+    the saved files are not there (an installed package rather than a checkout)."""
+    from eval.results_table import RESULTS_DIR, markdown, out_of_domain_gaps, readme_results
+
+    results_dir = results_dir or RESULTS_DIR
+    if not results_dir.is_dir():
+        logger.info("no %s: the card leaves out the comparison with other systems", results_dir)
+        return None
+    results = readme_results(results_dir)
+    return {"table": markdown(results), "out_of_domain": out_of_domain_gaps(results)}
+
+
 def render_card(
     model_dir: str | Path,
     *,
@@ -236,6 +250,7 @@ def render_card(
     widget_query: str | None = None,
     widget_passages: Sequence[str] | None = None,
     template_path: str | Path = TEMPLATE_PATH,
+    comparison: Mapping[str, str] | None = None,
     write: bool = True,
 ) -> ModelCard:
     """Render `model_card.md` for the NV-Embed folder `model_dir` and write it to `model_dir/README.md`.
@@ -251,6 +266,8 @@ def render_card(
         license, language, datasets: Metadata fields. `datasets` defaults to training_config["datasets"].
         widget_query, widget_passages: The widget's example (the query is prefixed with the first retrieval
             instruction of `instructions.json`, else the folder's "query" prompt).
+        comparison: {"table", "out_of_domain"} for the card's comparison with other systems; `None`: the
+            repository's saved one (`recipe_comparison`), `{}`: none.
         write: Write README.md into `model_dir` (False: only return the card).
 
     Returns:
@@ -312,6 +329,7 @@ def render_card(
         max_seq_length=(read_json(model_dir / "sentence_bert_config.json") or {}).get("max_seq_length"),
         training=training,
         results=results,
+        comparison=recipe_comparison() if comparison is None else dict(comparison),
         citation=CITATION,
         transformers_range=versions["transformers"],
         sentence_transformers_range=versions["sentence_transformers"],

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from eval.results_table import IN_DOMAIN, OUT_OF_DOMAIN, in_domain_average, readme_results, system_scores
+from publish.card import recipe_comparison
 
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -84,3 +85,11 @@ def test_the_two_setup_commands_are_make_targets():
     for target in ("demo", "test"):
         assert f"make {target}" in text
         assert re.search(rf"^{target}:", makefile, re.M), target
+
+
+def test_the_model_card_compares_with_the_same_saved_table(tmp_path):
+    comparison = recipe_comparison()
+    assert comparison["table"] == TABLE.search(README.read_text(encoding="utf-8")).group(1)
+    peer = readme_results()["all-MiniLM-L6-v2"]
+    assert all(f"{task} {peer[task]:.1f} vs" in comparison["out_of_domain"] for task in OUT_OF_DOMAIN)
+    assert recipe_comparison(tmp_path / "absent") is None
