@@ -1,5 +1,6 @@
 """`benchmarks/gpu_check.py --dry-run`: the GPU check's code on CPU at tiny sizes, so it does not rot between GPU
-leases (a 1-layer conversion, 2 training steps, 16/32-token encodes; the server check needs Ray, the slow part)."""
+leases (a 1-layer conversion, 2 training steps, 16/32-token encodes). The server check (Ray start-up) is left to
+`python benchmarks/gpu_check.py --dry-run` by hand."""
 
 import json
 import subprocess
@@ -12,6 +13,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow  # ~4 min on 2 shared cores (most of it collecting tests/ for -m cuda): not in make test-fast
 @pytest.mark.parametrize("checks", ["env,cuda_tests,train_steps,encode"])
 def test_dry_run_passes_every_check_and_writes_its_results(tmp_path, checks):
     output = tmp_path / "dry_run.json"
