@@ -1,7 +1,5 @@
-"""Embedding large corpora on Ray Data: one model replica per worker (per GPU where there are GPUs), one output part
-per row range of an input file, each written whole and atomically, so a killed run resumes where it stopped.
+"""Embedding large corpora on Ray Data: fixed row-range parts, one model replica per GPU (or per node on CPU
+clusters), checked inputs, fingerprinted and verified parts, atomic resumable writes, one run per output folder.
 
-    python -m corpus.encode MODEL --input corpus.jsonl --output embeddings/ [--num-workers 2] [--address ray://HEAD:10001]
-
-See `corpus/encode.py` for the output layout and what a rerun checks.
+python -m corpus.encode MODEL --input corpus.jsonl --output embeddings/ [--address ray://HEAD:10001] [--num-workers N]
 """

@@ -6,15 +6,23 @@
 Without `--address` a local Ray instance is started (a laptop); with `--address ray://HEAD:10001` (or a GCS address
 `HOST:6379`) the same command runs on a cluster, whose nodes have this package installed and see MODEL, FILES and
 OUT_DIR at the same (absolute) paths. One model replica is loaded per worker, an actor of Ray Data's `map_batches`
-actor pool: one GPU per worker where the cluster has GPUs (and one worker per GPU by default), else one worker with
-all CPU cores as torch threads.
+actor pool: one GPU per worker where the cluster has GPUs (and one worker per GPU by default), else one worker per
+node, each with the CPU cores of the smallest node as torch threads.
 
 Output: `OUT_DIR/part-{i:05d}.parquet`, one per `--rows-per-file` rows of one input file, with the columns `id`,
 `embedding` (float32, fixed-size list) and `model_fingerprint`, plus `manifest.json` (the settings, the input plan and
-the model's fingerprint). The fingerprint is a SHA-256 of the *content* of every file of the model folder (weights,
-configs, tokenizer, remote code), so a retrained model of the same shapes has another one. A rerun on the same OUT_DIR
-encodes only the parts whose file is missing (files are written to a temporary name, then renamed, so a killed run
-leaves no partial part), and refuses to resume when the model, the inputs or the settings differ, naming what differs.
+the model's fingerprint). The model fingerprint is a SHA-256 of the *content* of every file of the model folder
+(weights, configs, tokenizer, remote code), so a retrained model of the same shapes has another one. Each part's rows
+are fingerprinted too (a SHA-256 of its (id, text) pairs, in the manifest and in the part file's metadata), so an input
+edited in place, even to the same size, is noticed.
+
+Checks: before anything is encoded every input row is read once (Parquet by batches): texts must be strings and ids
+non-null, of one type (string or integer) and unique; the error names the first bad row (`file line N`). A rerun on
+the same OUT_DIR encodes only the parts that are missing or fail verification (unreadable, another row count, other
+rows; such a part is logged and re-encoded), and refuses to resume when the model, the inputs or the settings differ,
+naming what differs. Files are written to a temporary name, then renamed, so a killed run leaves no partial part. A
+lock (`OUT_DIR/.lock`, an flock held by a Ray actor for the run, released by the OS when the run dies) refuses a
+second run on the same folder.
 
 What Ray does not do, and so stays here: Ray Data's `write_parquet` names its files by block and uuid, which differ
 from run to run, so a rerun could not tell which rows are done. So each Ray Data row is one output part (a row range of
@@ -29,6 +37,7 @@ import hashlib
 import json
 import logging
 import os
+import socket
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -41,6 +50,8 @@ logger = logging.getLogger(__name__)
 MANIFEST = "manifest.json"
 TMP_PREFIX = ".tmp-"
 FINGERPRINT_KEY = b"nvembed.model_fingerprint"
+ROWS_KEY = b"nvembed.rows_sha256"
+LOCK = ".lock"
 INPUT_KINDS = {".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
 
 
@@ -82,7 +93,7 @@ class EncodeConfig:
 @dataclass
 class Part:
     """Rows [start, end) of one input file (bytes [byte_start, byte_end) for JSONL), written to `part-{index}`;
-    `first_row` is the corpus-wide number of its first row."""
+    `first_row` is the corpus-wide number of its first row, `sha256` the fingerprint of its (id, text) pairs."""
 
     index: int
     path: str
@@ -91,6 +102,7 @@ class Part:
     first_row: int
     byte_start: int = 0
     byte_end: int = 0
+    sha256: str = ""
 
     @property
     def file_name(self) -> str:
@@ -139,10 +151,99 @@ def _columns_of_first_row(path: str) -> list[str]:
     return []
 
 
-def plan_parts(cfg: EncodeConfig) -> list[Part]:
-    """Cut every input file into parts of `rows_per_file` rows; JSONL parts also get their byte range."""
+def _row_bytes(row_id, text) -> bytes:
+    """What a part's fingerprint hashes for one row: its id and text, as canonical JSON."""
+    return json.dumps([row_id, text], ensure_ascii=False).encode() + b"\n"
+
+
+def _iter_parquet(path: str, columns: list[str], start: int = 0, end: int | None = None, batch_rows: int = 4096):
+    """(row number, {column: value}) for rows [start, end) of a Parquet file, decoded `batch_rows` at a time (only
+    the row groups that hold those rows are read; a row group is never decoded whole)."""
     import pyarrow.parquet as pq
 
+    file = pq.ParquetFile(path, buffer_size=1 << 20)  # buffered: column chunks are streamed, not read whole
+    end = file.metadata.num_rows if end is None else end
+    groups, first, row = [], 0, None
+    for g in range(file.metadata.num_row_groups):
+        rows = file.metadata.row_group(g).num_rows
+        if first < end and first + rows > start:
+            groups.append(g)
+            row = first if row is None else row
+        first += rows
+    if not groups:
+        return
+    for batch in file.iter_batches(batch_size=batch_rows, row_groups=groups, columns=columns, use_threads=False):
+        if row + batch.num_rows > start:
+            lo, hi = max(start - row, 0), min(end - row, batch.num_rows)
+            values = {c: batch.column(c).slice(lo, hi - lo).to_pylist() for c in columns}
+            for k in range(hi - lo):
+                yield row + lo + k, {c: values[c][k] for c in columns}
+        row += batch.num_rows
+        if row >= end:
+            return
+
+
+class _RowChecker:
+    """Checks texts (strings) and ids (non-null, one type: string or integer, unique) across the whole corpus and
+    names the first bad row; `where` says where a row is (`file line N` or `file row N`)."""
+
+    def __init__(self, text_column: str, id_column: str | None):
+        self.text_column, self.id_column = text_column, id_column
+        self.first_seen: dict = {}  # id -> where it was first seen
+        self.id_type: tuple[type, str] | None = None  # (type, where its first id was)
+
+    def check(self, row_id, text, where: str) -> None:
+        if not isinstance(text, str):
+            raise ValueError(f"{where}: {self.text_column!r} is {_shown(text)}, not a string")
+        if self.id_column is None:
+            return
+        if row_id is None:
+            raise ValueError(f"{where}: the id ({self.id_column!r}) is missing or null; every row needs one")
+        kind = str if isinstance(row_id, str) else int if type(row_id) is int else None
+        if kind is None:
+            raise ValueError(f"{where}: the id {_shown(row_id)} is not a string or an integer")
+        if self.id_type is None:
+            self.id_type = (kind, where)
+        elif kind is not self.id_type[0]:
+            raise ValueError(
+                f"{where}: the id {row_id!r} is a {kind.__name__}, but the first id ({self.id_type[1]}) is a "
+                f"{self.id_type[0].__name__}; ids must all be of one type"
+            )
+        first = self.first_seen.setdefault(row_id, where)
+        if first is not where:
+            raise ValueError(f"{where}: the id {row_id!r} is a duplicate of {first}; ids must be unique")
+
+
+def _shown(value) -> str:
+    return "missing" if value is None else f"{type(value).__name__} {value!r:.60}"
+
+
+def _input_rows(path: str, columns: list[str]):
+    """(where, byte offset, row) for every row of an input file: JSONL line by line (blank lines skipped), Parquet
+    by batches; `where` names the row in errors (`file line N`, `file row N`)."""
+    name = Path(path).name
+    if INPUT_KINDS[Path(path).suffix] == "parquet":
+        for n, row in _iter_parquet(path, columns):
+            yield f"{name} row {n}", 0, row
+        return
+    offset = 0
+    with open(path, "rb") as f:
+        for line_number, line in enumerate(f, 1):
+            if line.strip():
+                try:
+                    row = json.loads(line)
+                except (json.JSONDecodeError, UnicodeDecodeError) as error:
+                    raise ValueError(f"{name} line {line_number}: not valid JSON ({error})") from None
+                if not isinstance(row, dict):
+                    raise ValueError(f"{name} line {line_number}: not a JSON object")
+                yield f"{name} line {line_number}", offset, row
+            offset += len(line)
+
+
+def plan_parts(cfg: EncodeConfig) -> list[Part]:
+    """Cut every input file into parts of `rows_per_file` rows, reading every row once: the rows are checked
+    (`_RowChecker`) and each part's (id, text) pairs fingerprinted; JSONL parts also get their byte range."""
+    checker = _RowChecker(cfg.text_column, cfg.id_column)
     parts, first_row = [], 0
     for path in cfg.inputs:
         columns = _columns_of_first_row(path)
@@ -150,75 +251,71 @@ def plan_parts(cfg: EncodeConfig) -> list[Part]:
         missing = [c for c in wanted if columns and c not in columns]
         if missing:
             raise ValueError(f"{path} has no column(s) {missing}; its columns are {columns}")
-        if INPUT_KINDS[Path(path).suffix] == "parquet":
-            rows = pq.ParquetFile(path).metadata.num_rows
-            bounds = [(s, min(s + cfg.rows_per_file, rows), 0, 0) for s in range(0, rows, cfg.rows_per_file)]
-        else:
-            bounds, offsets, offset = [], [], 0
-            with open(path, "rb") as f:
-                for line in f:
-                    if line.strip():
-                        offsets.append(offset)
-                    offset += len(line)
-            rows = len(offsets)
-            for s in range(0, rows, cfg.rows_per_file):
-                e = min(s + cfg.rows_per_file, rows)
-                bounds.append((s, e, offsets[s], offsets[e] if e < rows else offset))
-        for start, end, byte_start, byte_end in bounds:
-            parts.append(Part(len(parts), path, start, end, first_row + start, byte_start, byte_end))
+        rows, starts, digests = 0, [], []  # per part: (first row, its byte offset), the hash of its rows
+        for where, offset, row in _input_rows(path, wanted):
+            if rows % cfg.rows_per_file == 0:
+                starts.append((rows, offset))
+                digests.append(hashlib.sha256())
+            row_id = row.get(cfg.id_column) if cfg.id_column else first_row + rows
+            checker.check(row_id, row.get(cfg.text_column), where)
+            digests[-1].update(_row_bytes(row_id, row.get(cfg.text_column)))
+            rows += 1
+        end_byte = Path(path).stat().st_size if INPUT_KINDS[Path(path).suffix] == "jsonl" else 0
+        for k, ((start, byte_start), digest) in enumerate(zip(starts, digests)):
+            end, byte_end = starts[k + 1] if k + 1 < len(starts) else (rows, end_byte)
+            sha256 = digest.hexdigest()
+            parts.append(Part(len(parts), path, start, end, first_row + start, byte_start, byte_end, sha256))
         first_row += rows
     return parts
 
 
 def read_part(part: Part, cfg: EncodeConfig) -> tuple[list, list[str]]:
-    """The ids and texts of one part, in file order."""
+    """The ids and texts of one part, in file order; refused if they are not the rows the run was planned on."""
     if INPUT_KINDS[Path(part.path).suffix] == "parquet":
-        import pyarrow.parquet as pq
-
         columns = [c for c in (cfg.text_column, cfg.id_column) if c is not None]
-        file = pq.ParquetFile(part.path)
-        groups, first, skip = [], 0, 0
-        for g in range(file.metadata.num_row_groups):  # read only the row groups that hold the part's rows
-            rows = file.metadata.row_group(g).num_rows
-            if first < part.end and first + rows > part.start:
-                skip = skip if groups else part.start - first
-                groups.append(g)
-            first += rows
-        table = file.read_row_groups(groups, columns=columns).slice(skip, part.end - part.start)
-        texts = table[cfg.text_column].to_pylist()
-        ids = table[cfg.id_column].to_pylist() if cfg.id_column else None
+        rows = [row for _, row in _iter_parquet(part.path, columns, part.start, part.end)]
     else:
         with open(part.path, "rb") as f:
             f.seek(part.byte_start)
             rows = [json.loads(line) for line in f.read(part.byte_end - part.byte_start).splitlines() if line.strip()]
-        texts = [row.get(cfg.text_column) for row in rows]
-        ids = [row.get(cfg.id_column) for row in rows] if cfg.id_column else None
+    texts = [row.get(cfg.text_column) for row in rows]
+    ids = [row.get(cfg.id_column) for row in rows] if cfg.id_column else None
     if ids is None:
         ids = list(range(part.first_row, part.first_row + len(texts)))
-    bad = [part.start + k for k, t in enumerate(texts) if not isinstance(t, str)]
-    if bad or len(texts) != part.end - part.start:
-        raise ValueError(f"{part.path}: rows {bad[:5]} have no string {cfg.text_column!r} (or the file changed)")
+    digest = hashlib.sha256()
+    for row_id, text in zip(ids, texts):
+        digest.update(_row_bytes(row_id, text))
+    if len(texts) != part.end - part.start or digest.hexdigest() != part.sha256:
+        raise ValueError(
+            f"{part.path} changed after the run was planned: rows {part.start}-{part.end} now read "
+            f"{len(texts)} rows with fingerprint {digest.hexdigest()[:12]}, planned {part.sha256[:12]}; rerun"
+        )
     return ids, texts
 
 
-def write_part(path: Path, ids: list, embeddings: np.ndarray, fingerprint: str) -> None:
-    """Write to a temporary name, then rename: a killed worker leaves a `.tmp-*` file, never a partial part."""
+def write_part(path: Path, ids: list, embeddings: np.ndarray, fingerprint: str, rows_sha256: str = "") -> None:
+    """Write to a temporary name, then rename: a killed worker leaves a `.tmp-*` file, never a partial part. The
+    metadata holds the model's fingerprint and the fingerprint of the rows embedded; pages carry CRC checksums."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     B, d = embeddings.shape
     vectors = pa.FixedSizeListArray.from_arrays(pa.array(embeddings.reshape(-1)), d)  # (B, d) -> B lists of d
     table = pa.table({"id": pa.array(ids), "embedding": vectors, "model_fingerprint": pa.array([fingerprint] * B)})
-    table = table.replace_schema_metadata({FINGERPRINT_KEY: fingerprint.encode()})
+    table = table.replace_schema_metadata({FINGERPRINT_KEY: fingerprint.encode(), ROWS_KEY: rows_sha256.encode()})
     tmp = path.with_name(f"{TMP_PREFIX}{path.name}.{os.getpid()}")
-    pq.write_table(table, tmp)
+    pq.write_table(table, tmp, write_page_checksum=True)
     with open(tmp, "rb") as f:
         os.fsync(f.fileno())
     os.replace(tmp, path)
 
 
 def build_manifest(cfg: EncodeConfig, fingerprint: dict, parts: list[Part]) -> dict:
-    inputs = {p: {"bytes": Path(p).stat().st_size} for p in cfg.inputs}
+    inputs = {}
+    for path in cfg.inputs:
+        of_file = [p for p in parts if p.path == path]
+        digest = hashlib.sha256("".join(p.sha256 for p in of_file).encode()).hexdigest()
+        inputs[path] = {"rows": sum(p.end - p.start for p in of_file), "sha256": digest}
     return {
         "config": asdict(cfg),
         "model_fingerprint": fingerprint,
@@ -248,12 +345,37 @@ def check_manifest(old: dict, new: dict, out_dir: Path) -> None:
         )
 
 
-def prepare(cfg: EncodeConfig, output: str) -> tuple[EncodeConfig, dict, list[Part]]:
-    """Fingerprint the model, plan the parts, check or write the manifest; return the settings (`id_column`
-    resolved), the manifest and the parts still to encode.
-    Runs as a Ray task, so on a cluster it reads the files where the workers will."""
+def verify_part(path: Path, part: Part, model_sha256: str, full: bool = False) -> str | None:
+    """Why a finished part file cannot be kept (None if it can): unreadable, another row count, or other rows.
+    `full` also reads every page against its checksum; by default only the footer (a truncated file has none).
+    A part made by another model raises: its vectors must never sit beside this run's."""
     import pyarrow.parquet as pq
 
+    try:
+        file = pq.ParquetFile(path, page_checksum_verification=full)
+        metadata = file.schema_arrow.metadata or {}
+        if full:
+            file.read()
+    except Exception as error:  # noqa: BLE001 - any read failure means re-encode; the reason is logged
+        return f"unreadable ({type(error).__name__}: {str(error)[:200]})"
+    written = metadata.get(FINGERPRINT_KEY, b"").decode()
+    if written != model_sha256:
+        raise ValueError(
+            f"{path} was written by the model with fingerprint {written[:12] or 'none'}, not this model's "
+            f"{model_sha256[:12]}; delete it or choose a new --output"
+        )
+    if file.metadata.num_rows != part.end - part.start:
+        return f"{file.metadata.num_rows} rows, the part has {part.end - part.start}"
+    rows = metadata.get(ROWS_KEY, b"").decode()
+    if rows != part.sha256:
+        return f"rows fingerprint {rows[:12] or 'none'} is not the part's {part.sha256[:12]}"
+    return None
+
+
+def prepare(cfg: EncodeConfig, output: str, full_check: bool = False) -> tuple[EncodeConfig, dict, list[Part]]:
+    """Fingerprint the model, plan the parts, check or write the manifest, verify the finished parts; return the
+    settings (`id_column` resolved), the manifest and the parts still to encode.
+    Runs as a Ray task, so on a cluster it reads the files where the workers will."""
     model = Path(cfg.model)
     if not (model / "modules.json").is_file():
         raise ValueError(f"{model} is not a SentenceTransformer folder (no modules.json)")
@@ -276,7 +398,7 @@ def prepare(cfg: EncodeConfig, output: str) -> tuple[EncodeConfig, dict, list[Pa
     if manifest_path.is_file():
         check_manifest(json.loads(manifest_path.read_text()), manifest, out_dir)
     else:
-        foreign = [p.name for p in out_dir.iterdir() if not p.name.startswith(TMP_PREFIX)]
+        foreign = [p.name for p in out_dir.iterdir() if not p.name.startswith(TMP_PREFIX) and p.name != LOCK]
         if foreign:
             raise ValueError(f"{out_dir} is not empty and has no {MANIFEST} ({foreign[:5]}); choose a new --output")
         manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
@@ -289,14 +411,60 @@ def prepare(cfg: EncodeConfig, output: str) -> tuple[EncodeConfig, dict, list[Pa
         if not path.is_file():
             pending.append(part)
             continue
-        # A finished part whose vectors came from another model must never sit beside this run's.
-        written = (pq.read_schema(path).metadata or {}).get(FINGERPRINT_KEY, b"").decode()
-        if written != fingerprint["sha256"]:
-            raise ValueError(
-                f"{path} was written by the model with fingerprint {written[:12] or 'none'}, not this model's "
-                f"{fingerprint['sha256'][:12]}; delete it or choose a new --output"
-            )
+        problem = verify_part(path, part, fingerprint["sha256"], full=full_check)
+        if problem is not None:
+            logger.warning("%s: %s; encoding it again", path, problem)
+            path.unlink()
+            pending.append(part)
     return cfg, manifest, pending
+
+
+class OutputLock:
+    """A Ray actor holding an flock on `OUT_DIR/.lock` for one run; the OS releases it when the actor dies, so a
+    killed run leaves no stale lock. It runs where the workers run, so the lock is taken where the output is."""
+
+    def __init__(self, out_dir: str):
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        self.file = open(Path(out_dir) / LOCK, "a+")  # noqa: SIM115 - held open for the actor's life
+
+    def acquire(self, owner: str, wait_s: float) -> str | None:
+        """Take the lock, waiting up to `wait_s` (a killed run's actor takes a moment to die); None, or its holder."""
+        import fcntl
+
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    self.file.seek(0)
+                    return self.file.read().strip() or "an unknown process"
+                time.sleep(0.1)
+        self.file.seek(0)
+        self.file.truncate()
+        self.file.write(owner + "\n")
+        self.file.flush()
+        return None
+
+
+def worker_layout(nodes: list[dict], num_workers: int | None, cpus_per_worker: int | None) -> tuple[int, int, int]:
+    """(workers, CPUs per worker, GPUs per worker) for the alive nodes of a cluster (`ray.nodes()` entries).
+
+    With GPUs: one worker per GPU, 1 CPU each. Without: one worker per node, each with the CPUs of the smallest
+    node (a worker must fit on one node; asking for the whole cluster's CPUs would wait for a node that does not
+    exist); more workers than nodes share the nodes' CPUs.
+    """
+    resources = [n["Resources"] for n in nodes if n.get("Alive", True) and n["Resources"].get("CPU", 0) >= 1]
+    if not resources:
+        raise ValueError("the Ray cluster has no alive node with a CPU")
+    gpus = int(sum(r.get("GPU", 0) for r in resources))
+    if gpus:
+        return num_workers or gpus, cpus_per_worker or 1, 1
+    num_workers = num_workers or len(resources)
+    per_node = -(-num_workers // len(resources))  # workers on the busiest node
+    smallest = int(min(r["CPU"] for r in resources))
+    return num_workers, cpus_per_worker or max(1, smallest // per_node), 0
 
 
 class PartEncoder:
@@ -327,7 +495,7 @@ class PartEncoder:
             embeddings = self.model.encode(
                 texts, batch_size=self.cfg.batch_size, prompt_name=self.cfg.prompt_name, show_progress_bar=False
             ).astype(np.float32)  # (rows, d)
-            write_part(self.out_dir / part.file_name, ids, embeddings, self.fingerprint)
+            write_part(self.out_dir / part.file_name, ids, embeddings, self.fingerprint, part.sha256)
             done["index"].append(part.index)
             done["rows"].append(len(texts))
             done["seconds"].append(time.perf_counter() - start)
@@ -337,7 +505,12 @@ class PartEncoder:
 
 
 def encode_corpus(
-    cfg: EncodeConfig, output: str | Path, num_workers: int | None = None, cpus_per_worker: int | None = None
+    cfg: EncodeConfig,
+    output: str | Path,
+    num_workers: int | None = None,
+    cpus_per_worker: int | None = None,
+    full_check: bool = False,
+    lock_wait_s: float = 10.0,
 ) -> dict:
     """Encode every part not yet under `output` on the connected Ray cluster (a local one is started if none is).
 
@@ -345,8 +518,11 @@ def encode_corpus(
         cfg: what to encode and how.
         output: the output folder (created; a rerun resumes in it).
         num_workers: model replicas, all loaded before the first part is handed out (the run waits up to 30 min for
-            the cluster to fit them); default: one per GPU of the cluster, else 1.
-        cpus_per_worker: CPUs (torch threads) per replica; default: 1 with GPUs, else the cluster's CPUs / workers.
+            the cluster to fit them); default: one per GPU of the cluster, else one per node (`worker_layout`).
+        cpus_per_worker: CPUs (torch threads) per replica; default: 1 with GPUs, else the smallest node's CPUs
+            (divided among the workers that share a node).
+        full_check: verify finished parts by reading every page against its checksum, not only the footer.
+        lock_wait_s: how long to wait for another run's lock on `output` before refusing.
 
     Returns:
         `{"manifest": path, "encoded": [part indices encoded by this run], "rows": rows encoded, "seconds": wall
@@ -359,15 +535,30 @@ def encode_corpus(
         [0, 1, 2]
     """
     import ray
-    from ray.exceptions import RayTaskError
 
     if not ray.is_initialized():
         ray.init()
     # Absolute paths: Ray workers do not start in this directory (on a cluster, the nodes must see these paths).
     cfg = replace(cfg, model=os.path.abspath(cfg.model), inputs=[os.path.abspath(p) for p in cfg.inputs])
     output = os.path.abspath(output)
+    lock = ray.remote(OutputLock).options(num_cpus=0).remote(output)
     try:
-        cfg, manifest, pending = ray.get(ray.remote(prepare).options(num_cpus=0).remote(cfg, str(output)))
+        owner = f"pid {os.getpid()} on {socket.gethostname()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}"
+        holder = ray.get(lock.acquire.remote(owner, lock_wait_s))
+        if holder is not None:
+            raise ValueError(f"{output} is being written by another run ({holder}); wait for it or choose a new "
+                             "--output")  # fmt: skip
+        return _encode_locked(cfg, output, num_workers, cpus_per_worker, full_check)
+    finally:
+        ray.kill(lock)  # the flock goes with the actor's process
+
+
+def _encode_locked(cfg, output, num_workers, cpus_per_worker, full_check) -> dict:
+    import ray
+    from ray.exceptions import RayTaskError
+
+    try:
+        cfg, manifest, pending = ray.get(ray.remote(prepare).options(num_cpus=0).remote(cfg, output, full_check))
     except RayTaskError as error:  # show the ValueError itself, not the remote traceback around it
         raise error.cause from None
     result = {"manifest": str(Path(output) / MANIFEST), "encoded": [], "rows": 0, "seconds": 0.0}
@@ -376,10 +567,9 @@ def encode_corpus(
     if not pending:
         return result
 
-    gpus = int(ray.cluster_resources().get("GPU", 0))
-    num_workers = min(num_workers or max(gpus, 1), len(pending))
-    if cpus_per_worker is None:
-        cpus_per_worker = 1 if gpus else max(1, int(ray.cluster_resources().get("CPU", 1)) // num_workers)
+    num_workers, cpus_per_worker, gpus = worker_layout(ray.nodes(), num_workers, cpus_per_worker)
+    num_workers = min(num_workers, len(pending))
+    logger.info("%d worker(s), %d CPU(s) and %d GPU(s) each", num_workers, cpus_per_worker, gpus)
     # All replicas load the model before the first part is handed out; else the first one ready may take them all.
     ray.data.DataContext.get_current().wait_for_min_actors_s = 1800
     start = time.perf_counter()
@@ -389,7 +579,7 @@ def encode_corpus(
         batch_size=1,
         compute=ray.data.ActorPoolStrategy(size=num_workers),
         num_cpus=cpus_per_worker,
-        num_gpus=1 if gpus else 0,
+        num_gpus=gpus,
         fn_constructor_kwargs=dict(
             cfg=cfg, fingerprint=manifest["model_fingerprint"]["sha256"], output=str(output), threads=cpus_per_worker
         ),
@@ -412,7 +602,9 @@ def main(argv=None) -> None:
     parser.add_argument("--input", nargs="+", required=True, help="JSONL and/or Parquet files")
     parser.add_argument("--output", required=True, help="the output folder (created; reruns resume in it)")
     parser.add_argument("--address", default=None, help="ray://HEAD:10001 or HOST:6379; default: local Ray")
-    parser.add_argument("--num-workers", type=int, default=None, help="model replicas; default: one per GPU, else 1")
+    parser.add_argument(
+        "--num-workers", type=int, default=None, help="model replicas; default: one per GPU, else one per node"
+    )
     parser.add_argument("--cpus-per-worker", type=int, default=None)
     parser.add_argument("--text-column", default="text")
     parser.add_argument(
@@ -422,6 +614,7 @@ def main(argv=None) -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--prompt-name", default=None, help="e.g. `query`; passages usually get none")
     parser.add_argument("--max-seq-length", type=int, default=None)
+    parser.add_argument("--full-check", action="store_true", help="on resume, read all of each finished part")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     import ray
@@ -438,7 +631,7 @@ def main(argv=None) -> None:
             max_seq_length=args.max_seq_length,
         )
         ray.init(address=args.address)
-        result = encode_corpus(cfg, args.output, args.num_workers, args.cpus_per_worker)
+        result = encode_corpus(cfg, args.output, args.num_workers, args.cpus_per_worker, full_check=args.full_check)
     except ValueError as error:
         parser.exit(2, f"error: {error}\n")
     logger.info("done: %d rows in %d parts; manifest %s", result["rows"], len(result["encoded"]), result["manifest"])
