@@ -78,10 +78,12 @@ data: $(STAMP)
 
 # The saved model folder against older transformers / sentence-transformers (README "Supported versions"): each
 # venv loads a tiny folder saved by the main venv and compares its vectors with the ones the main venv wrote beside
-# it. Pairs: the oldest supported; the last 4.x with the newest ST 5; transformers 5.0 (attention masks built as in
-# 4.x, see modeling_nvembed.py) with the first ST 6. The main venv is the newest pair.
+# it. Pairs: the oldest supported (NVIDIA's transformers pin with the first ST 4: tokenizers 0.19, attention kernels
+# fixed at build, the folder's own ST module that keeps texts unstripped); the first transformers with qwen3 with the
+# last ST before 5.4 (the last that strips texts); the last 4.x with the newest ST 5; transformers 5.0 (attention
+# masks built as in 4.x, see modeling_nvembed.py) with the first ST 6. The main venv is the newest pair.
 COMPAT      ?= .venv-compat
-COMPAT_ENVS ?= tf4.51.3-st5.4.1 tf4.57.6-st5.7.0 tf5.0.0-st6.0.1
+COMPAT_ENVS ?= tf4.42.4-st4.0.2 tf4.51.3-st5.3.0 tf4.57.6-st5.7.0 tf5.0.0-st6.0.1
 COMPAT_REF   = $(COMPAT)/reference
 pins = transformers==$(patsubst tf%,%,$(word 1,$(subst -, ,$(1)))) \
 	sentence-transformers==$(patsubst st%,%,$(word 2,$(subst -, ,$(1))))

@@ -22,11 +22,12 @@ from transformers.utils import logging
 logger = logging.get_logger(__name__)
 
 # [lowest, first unsupported): the range the version matrix runs (`make compat`). Outside it, loading fails here
-# with the versions named rather than somewhere inside transformers. sentence-transformers < 5.4 strips every text
-# before tokenizing, so the prompt it measures for `include_prompt=False` loses the instruction's final "\n" and
-# that token would be pooled: query vectors would differ from `encode`'s without any error.
-SUPPORTED_TRANSFORMERS = ((4, 51), (6, 0))
-SUPPORTED_SENTENCE_TRANSFORMERS = ((5, 4), (7, 0))
+# with the versions named rather than somewhere inside transformers. transformers 4.42 is the release NVIDIA's
+# NV-Embed-v2 pins; backbones it does not know (qwen3 needs 4.51) fail in `_resolve_text_config`, naming the type.
+# sentence-transformers 4.0 to 5.3 strip every text before tokenizing; the folder's `sentence_transformer_nvembed.py`
+# undoes that, so the prompt is measured as `encode` measures it. 3.x reads `prompt_length` in another way (untested).
+SUPPORTED_TRANSFORMERS = ((4, 42), (6, 0))
+SUPPORTED_SENTENCE_TRANSFORMERS = ((4, 0), (7, 0))
 
 
 def version_tuple(version: str) -> tuple[int, int]:

@@ -26,14 +26,16 @@ from nvembed_defaults import DEFAULT_QUERY_TASK, default_backbone_path
 
 logger = logging.getLogger(__name__)
 
-CODE_FILES = ("configuration_nvembed.py", "modeling_nvembed.py")
+CODE_FILES = ("configuration_nvembed.py", "modeling_nvembed.py", "sentence_transformer_nvembed.py")
 # The sentence-transformers files use the module layout every release from 4.0 to 6.x reads (6.x maps these class
-# paths to its own modules): Transformer (our forward's per-token `last_hidden_state`), Pooling with the mean over
-# the text without the prompt (`include_prompt: false`, the instruction mask), Normalize. Newer keys such as
+# paths to its own modules): Transformer (our forward's per-token `last_hidden_state`; the folder's own
+# `sentence_transformer_nvembed.NVEmbedTransformer`, which keeps texts unstripped before sentence-transformers 5.4 so
+# the prompt is measured as `encode` measures it), Pooling with the mean over the text without the prompt
+# (`include_prompt: false`, the instruction mask), Normalize. Newer keys such as
 # `modality_config` would make sentence-transformers < 5.4 fail (unexpected keyword); without a chat template in the
 # tokenizer, sentence-transformers 5.4+ infers the plain text modality and never wraps inputs into chat messages.
 ST_MODULE_TYPES = {
-    "transformer": "sentence_transformers.models.Transformer",
+    "transformer": "sentence_transformer_nvembed.NVEmbedTransformer",
     "pooling": "sentence_transformers.models.Pooling",
     "normalize": "sentence_transformers.models.Normalize",
 }
@@ -201,7 +203,9 @@ def save_nvembed_folder(
 
 
 def make_tokenizer_config_portable(output: Path) -> None:
-    """Rewrite the saved tokenizer_config.json with `PORTABLE_TOKENIZER_CONFIG`; no chat template is left behind."""
+    """Rewrite the saved tokenizer_config.json with `PORTABLE_TOKENIZER_CONFIG` (no chat template is left behind) and
+    tokenizer.json's BPE merges in the form every tokenizers release reads (`write_bpe_merges_as_strings`)."""
+    write_bpe_merges_as_strings(output / "tokenizer.json")
     path = output / "tokenizer_config.json"
     config = json.loads(path.read_text())
     for key in (*_MACHINE_TOKENIZER_KEYS, "chat_template"):
@@ -211,6 +215,32 @@ def make_tokenizer_config_portable(output: Path) -> None:
     for name in ("chat_template.jinja", "chat_template.json"):
         if (output / name).exists():
             raise ValueError(f"{output / name} was written although the tokenizer's chat template was cleared.")
+
+
+def write_bpe_merges_as_strings(path: Path) -> None:
+    """Rewrite a tokenizer.json's BPE merges from the `["left", "right"]` pairs tokenizers >= 0.20 writes to the
+    `"left right"` strings every release reads: tokenizers 0.19 (transformers < 4.45) fails on pairs with "data did not
+    match any variant of untagged enum ModelWrapper". Newer releases read both forms as the same merges.
+
+    A merge with a space inside one of its parts cannot be written as a string; those files keep their pairs (logged),
+    and load with transformers >= 4.45 only. Byte-level BPE (Llama 3, Qwen2, SmolLM) and sentencepiece-derived BPE
+    (Mistral, Llama 2) spell the space as a symbol and have none.
+    """
+    if not path.is_file():
+        return
+    data = json.loads(path.read_text(encoding="utf-8"))
+    model = data.get("model") or {}
+    merges = model.get("merges")
+    if model.get("type") != "BPE" or not merges or all(isinstance(merge, str) for merge in merges):
+        return
+    if any(" " in part for merge in merges if not isinstance(merge, str) for part in merge):
+        logger.warning(
+            f"{path}: a BPE merge has a space inside a part; its merges stay [left, right] pairs, which only "
+            "tokenizers >= 0.20 (transformers >= 4.45) reads."
+        )
+        return
+    model["merges"] = [merge if isinstance(merge, str) else " ".join(merge) for merge in merges]
+    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 def write_sentence_transformers_files(

@@ -9,7 +9,7 @@ Reference: Lee et al., "NV-Embed: Improved Techniques for Training LLMs as Gener
 
 Weights are named as in NVIDIA's release (`embedding_model.*`, `latent_attention_model.*`), so a released
 NV-Embed-v1/v2 checkpoint loads with this file. This file imports only torch and transformers: it is loaded as remote
-code, file by file, by whatever transformers the user has (4.51 to 5.x, `configuration_nvembed.SUPPORTED_TRANSFORMERS`;
+code, file by file, by whatever transformers the user has (4.42 to 5.x, `configuration_nvembed.SUPPORTED_TRANSFORMERS`;
 the differences between releases are handled where they occur: `BACKBONE_READS_IS_CAUSAL`, `init`).
 """
 
@@ -26,7 +26,14 @@ from transformers.utils import ModelOutput, logging
 try:  # loaded as remote code (a package of the model folder's files)
     from .configuration_nvembed import TRANSFORMERS_VERSION, LatentAttentionConfig, NVEmbedConfig, check_versions
 except ImportError:  # imported from a checkout of the repository, where the file is a top-level module
-    from configuration_nvembed import TRANSFORMERS_VERSION, LatentAttentionConfig, NVEmbedConfig, check_versions
+    # `import ... as`, not `from ... import`: transformers < 4.44 scans this file's imports with a regular expression
+    # that keeps an except block's `from X import` and then asks for X as an installed package.
+    import configuration_nvembed as _configuration
+
+    TRANSFORMERS_VERSION = _configuration.TRANSFORMERS_VERSION
+    LatentAttentionConfig = _configuration.LatentAttentionConfig
+    NVEmbedConfig = _configuration.NVEmbedConfig
+    check_versions = _configuration.check_versions
 
 try:  # transformers 5: initializers that leave weights loaded from the checkpoint alone
     from transformers import initialization as init
@@ -101,7 +108,7 @@ def build_pool_mask(attention_mask: torch.Tensor, instruction_length: int) -> to
 
 # transformers >= 5.2 makes the backbone's mask bidirectional from `config.is_causal = False` (masking_utils). Older
 # releases (4.x, 5.0, 5.1) build a causal mask from a 2D padding mask whatever the config says, and use a 4D mask as
-# given (llama/mistral/qwen2/qwen3 in 4.51: `_prepare_4d_causal_attention_mask_with_cache_position`; 4.53 to 5.1:
+# given (llama/mistral/qwen2 from 4.42, qwen3 in 4.51 to 4.52: `_update_causal_mask`; 4.53 to 5.1:
 # `masking_utils._preprocess_mask_arguments`), so there the model passes its own 4D mask.
 BACKBONE_READS_IS_CAUSAL = TRANSFORMERS_VERSION >= (5, 2)
 _OWN_MASK_ATTENTION = ("eager", "sdpa")  # kernels that take an additive 4D mask on those releases

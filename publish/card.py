@@ -142,7 +142,7 @@ def instruction_template(model_dir: Path) -> str:
 
 def supported_versions(model_dir: Path) -> dict[str, str]:
     """The version ranges the folder's own configuration_nvembed.py supports (and checks when it loads), read without
-    importing it: {"transformers": ">=4.51,<6.0", "sentence_transformers": ">=5.4,<7.0"}."""
+    importing it: {"transformers": ">=4.42,<6.0", "sentence_transformers": ">=4.0,<7.0"}."""
     path = model_dir / "configuration_nvembed.py"
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing: the folder has no model code to state supported versions for.")

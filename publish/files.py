@@ -19,6 +19,7 @@ ALLOWED_ROOT_FILES = (
     "config.json",
     "configuration_nvembed.py",
     "modeling_nvembed.py",
+    "sentence_transformer_nvembed.py",
     "tokenizer.json",
     "tokenizer_config.json",
     "tokenizer.model",

@@ -35,6 +35,7 @@ EXPECTED_FILES = {
     "model.safetensors",
     "modeling_nvembed.py",
     "modules.json",
+    "sentence_transformer_nvembed.py",
     "1_Pooling/config.json",
     "sentence_bert_config.json",
     "tokenizer.json",
@@ -214,13 +215,13 @@ def model_dir(tiny_nvembed_folder, tmp_path) -> Path:
 def test_card_states_supported_versions_of_the_folders_code(model_dir):
     """Metadata and body name the ranges the folder's configuration_nvembed.py checks when it loads."""
     code = (model_dir / "configuration_nvembed.py").read_text()
-    assert "SUPPORTED_TRANSFORMERS = ((4, 51), (6, 0))" in code
-    code = code.replace("SUPPORTED_TRANSFORMERS = ((4, 51), (6, 0))", "SUPPORTED_TRANSFORMERS = ((4, 53), (6, 0))")
+    assert "SUPPORTED_TRANSFORMERS = ((4, 42), (6, 0))" in code
+    code = code.replace("SUPPORTED_TRANSFORMERS = ((4, 42), (6, 0))", "SUPPORTED_TRANSFORMERS = ((4, 53), (6, 0))")
     (model_dir / "configuration_nvembed.py").write_text(code)  # the card follows the folder's code, not the repo's
     card = render_card(model_dir, base_model=BASE_MODEL, repo_id="org/nvembed-tiny")
     meta = metadata_load(model_dir / "README.md")
-    assert meta["supported_versions"] == {"transformers": ">=4.53,<6.0", "sentence_transformers": ">=5.4,<7.0"}
-    assert 'pip install "transformers>=4.53,<6.0" "sentence-transformers>=5.4,<7.0"' in card.text
+    assert meta["supported_versions"] == {"transformers": ">=4.53,<6.0", "sentence_transformers": ">=4.0,<7.0"}
+    assert 'pip install "transformers>=4.53,<6.0" "sentence-transformers>=4.0,<7.0"' in card.text
     (model_dir / "configuration_nvembed.py").write_text(code.replace("SUPPORTED_SENTENCE_TRANSFORMERS", "OTHER"))
     with pytest.raises(ValueError, match="SUPPORTED_SENTENCE_TRANSFORMERS"):
         render_card(model_dir, base_model=BASE_MODEL)
@@ -334,6 +335,7 @@ def test_card_reads_eval_and_training_files_from_folder(model_dir):
         ("model-00001-of-00002.safetensors", True),
         ("tokenizer.json", True),
         ("modeling_nvembed.py", True),
+        ("sentence_transformer_nvembed.py", True),
         ("1_Pooling/config.json", True),
         ("2_Dense/model.safetensors", True),
         ("README.md", True),
@@ -444,7 +446,7 @@ def test_publish_verifies_then_uploads_exactly_the_staged_files(model_dir, fake_
         hub_env(fake_hub, tmp_path),
     )
     assert proc.returncode == 0, proc.stderr
-    assert "verified" in proc.stderr and "uploaded 12 files" in proc.stderr
+    assert "verified" in proc.stderr and f"uploaded {len(EXPECTED_FILES)} files" in proc.stderr
 
     assert fake_hub.repos["org/tiny"]["visibility"] == "private"
     assert f"Bearer {FAKE_TOKEN}" in fake_hub.auth

@@ -3,11 +3,11 @@
     python tests/compat/reference.py OUT
 
 OUT/tiny: a converted folder (tiny llama backbone with a non-default rope_theta, random latent block), as
-`convert_to_nvembed.py` writes it. OUT/release: the same kind of model in NVIDIA's released layout (a `bidir_mistral`
-text config in 4.x key names, `embedding_model.*` / `latent_attention_model.*` weights), with this repository's code
-files. OUT/reference.json: the vectors `encode` and sentence-transformers give here, and the versions that made them.
-The other environments load these folders with their own transformers / sentence-transformers
-(tests/compat/test_folder.py) and must give the same vectors.
+`convert_to_nvembed.py` writes it; OUT/tiny-qwen2: the same from a qwen2 backbone (biased q/k/v). OUT/release: the
+same kind of model in NVIDIA's released layout (a `bidir_mistral` text config in 4.x key names, `embedding_model.*` /
+`latent_attention_model.*` weights), with this repository's code files. OUT/reference.json: the vectors `encode`
+and sentence-transformers give here, and the versions that made them. The other environments load these folders
+with their own transformers / sentence-transformers (tests/compat/test_folder.py) and must give the same vectors.
 """
 
 import json
@@ -24,6 +24,7 @@ TEXTS = [
     "a library for parsing command line options and the quick brown fox",
 ]
 TASK = "Given a query, retrieve relevant passages"
+CONVERTED_FOLDERS = {"tiny": "llama", "tiny-qwen2": "qwen2"}  # folder name -> backbone family
 ROPE_THETA = 50000.0  # not the default 10000: a backbone config read with the wrong rotary keys gives other vectors
 
 
@@ -54,15 +55,19 @@ def text_config(model_type: str) -> dict:
     )
 
 
-def build_causal_lm(path: Path) -> Path:
+def build_causal_lm(path: Path, family: str = "llama") -> Path:
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    fields = text_config("llama")
+    fields = text_config(family)
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_config(AutoConfig.for_model(fields.pop("model_type"), **fields))
     model.save_pretrained(path)
-    make_tokenizer().save_pretrained(path)
+    tokenizer = make_tokenizer()
+    # a pad token of its own vocabulary: transformers 5 reads a qwen2 folder's tokenizer as Qwen2's class, whose
+    # default pad token "<|endoftext|>" would otherwise be added past the tiny vocabulary
+    tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.save_pretrained(path)
     return path
 
 
@@ -152,9 +157,11 @@ def build(out: Path) -> Path:
     if out.exists():
         raise FileExistsError(f"{out} exists; remove it first (the reference is written from scratch).")
     out.mkdir(parents=True)
-    lm = build_causal_lm(out / "causal-lm")
-    tiny = convert(lm, out / "tiny", num_latents=16, num_heads=2, cross_dim_head=8, latent_init="random")
-    shutil.rmtree(lm)
+    converted = {}
+    for name, family in CONVERTED_FOLDERS.items():
+        lm = build_causal_lm(out / f"causal-lm-{family}", family)
+        converted[name] = convert(lm, out / name, num_latents=16, num_heads=2, cross_dim_head=8, latent_init="random")
+        shutil.rmtree(lm)
     release = build_release_folder(out / "release")
     reference = {
         "versions": {
@@ -163,7 +170,10 @@ def build(out: Path) -> Path:
         },
         "texts": TEXTS,
         "instruction": format_instruction(TASK),
-        "vectors": {"tiny": encode_all(tiny), "release": encode_all(release)},
+        "vectors": {
+            **{name: encode_all(folder) for name, folder in converted.items()},
+            "release": encode_all(release),
+        },
     }
     (out / "reference.json").write_text(json.dumps(reference, indent=1) + "\n")
     return out

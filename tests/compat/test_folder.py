@@ -75,7 +75,7 @@ def test_folder_code_is_the_folders_own(tiny_model, reference_dir):
     assert tiny_model.tokenizer.chat_template is None
 
 
-@pytest.mark.parametrize("folder", ["tiny", "release"])
+@pytest.mark.parametrize("folder", ["tiny", "tiny-qwen2", "release"])
 @pytest.mark.parametrize("attn", ["eager", "sdpa"])
 @pytest.mark.parametrize("side", ["right", "left"])
 def test_encode_matches_main_env(reference_dir, reference, folder, attn, side):
@@ -83,6 +83,8 @@ def test_encode_matches_main_env(reference_dir, reference, folder, attn, side):
     from transformers import AutoModel
 
     model = AutoModel.from_pretrained(str(reference_dir / folder), trust_remote_code=True).eval()
+    if attn == "eager" and model_module(model).TRANSFORMERS_VERSION < (4, 48):
+        pytest.skip("transformers < 4.48 picks the attention kernel (sdpa) when the backbone is built, not per call")
     model.embedding_model.config._attn_implementation = attn
     model.tokenizer.padding_side = side
     expected = reference["vectors"][folder]
@@ -113,8 +115,62 @@ def test_sentence_transformer_matches_main_env_and_encode(st_model, tiny_model, 
     assert (plain - torch.tensor(expected["st/plain"])).abs().max() <= TOLERANCE
     # and the same as AutoModel's encode in this environment, the instruction excluded from pooling in both
     instruction = st_model.prompts["query"]
+    assert instruction.endswith("\n")  # the character sentence-transformers < 5.4 stripped before measuring the prompt
     assert (query - tiny_model.encode(TEXTS, instruction=instruction)).abs().max() <= TOLERANCE
     assert (plain - tiny_model.encode(TEXTS)).abs().max() <= TOLERANCE
+    # texts are taken as given, surrounding whitespace included, as `encode` takes them
+    spaced = ["  the fox\n", "\tgzip compresses files "]
+    for prompt in (instruction, None):
+        vectors = st_model.encode(spaced, prompt=prompt, convert_to_tensor=True).cpu()
+        assert (vectors - tiny_model.encode(spaced, instruction=prompt or "")).abs().max() <= TOLERANCE
+
+
+def test_sentence_transformer_module_is_the_folders_own(st_model):
+    """modules.json names the folder's `sentence_transformer_nvembed.NVEmbedTransformer`: before 5.4 a subclass (from
+    the folder's file, tokenizing texts unstripped); from 5.4 on the library's own Transformer."""
+    import sentence_transformers
+    from sentence_transformers.util import import_from_string
+
+    first = st_model[0]
+    library = import_from_string("sentence_transformers.models.Transformer")
+    config_module = sys.modules[type(first.auto_model.config).__module__]
+    if config_module.version_tuple(sentence_transformers.__version__) < (5, 4):
+        assert type(first).__name__ == "NVEmbedTransformer" and type(first) is not library
+        assert type(first).__module__.startswith("transformers_modules."), type(first).__module__
+    else:
+        assert type(first) is library
+    assert st_model.tokenize([" the fox\n"])["input_ids"][0].tolist() == first.tokenizer(" the fox\n")["input_ids"]
+
+
+def test_folder_loads_with_only_its_own_files(reference_dir, tmp_path):
+    """In a process where this checkout is not importable (isolated mode, another working folder), AutoModel and
+    SentenceTransformer load the folder and agree: transformers < 4.44 checks a remote file's imports with a regular
+    expression, which once asked for the checkout's `configuration_nvembed` as an installed package."""
+    script = (
+        "import json, sys\n"
+        "from sentence_transformers import SentenceTransformer\n"
+        "from transformers import AutoModel\n"
+        "model = AutoModel.from_pretrained(sys.argv[1], trust_remote_code=True).eval()\n"
+        "st = SentenceTransformer(sys.argv[1], trust_remote_code=True, device='cpu')\n"
+        "texts = json.loads(sys.argv[2])\n"
+        "a = st.encode(texts, prompt_name='query', convert_to_tensor=True)\n"
+        "b = model.encode(texts, instruction=st.prompts['query'])\n"
+        "files = [str(getattr(m, '__file__', None)) for m in list(sys.modules.values())]\n"
+        "print(json.dumps({'diff': float((a - b).abs().max()), 'files': [f for f in files if 'nvembed' in f]}))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-I", "-c", script, str(reference_dir / "tiny"), json.dumps(TEXTS)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,  # seconds on a quiet machine; generous for a loaded one
+        env={**{k: v for k, v in os.environ.items() if k != "PYTHONPATH"}, "HF_HUB_OFFLINE": "1"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    found = json.loads(result.stdout.strip().splitlines()[-1])
+    assert found["diff"] <= TOLERANCE
+    checkout = Path(__file__).resolve().parents[2]
+    assert found["files"] and not [f for f in found["files"] if Path(f).parent == checkout], found["files"]
 
 
 def test_sentence_transformer_reads_plain_text_not_chat_messages(st_model):
@@ -211,11 +267,11 @@ def test_backbone_mask_per_release(tiny_model):
 
 
 def test_too_old_transformers_fails_at_once_naming_both_versions(reference_dir):
-    """Loading the folder in a process whose transformers reports 4.50.3 stops in the folder's config code with one
+    """Loading the folder in a process whose transformers reports 4.41.2 stops in the folder's config code with one
     clear ImportError, not somewhere inside transformers."""
     script = (
         "import sys, transformers\n"
-        "transformers.__version__ = '4.50.3'\n"
+        "transformers.__version__ = '4.41.2'\n"
         "from transformers import AutoConfig\n"  # what AutoModel.from_pretrained loads first; no torch import
         "AutoConfig.from_pretrained(sys.argv[1], trust_remote_code=True)\n"
     )
@@ -228,21 +284,21 @@ def test_too_old_transformers_fails_at_once_naming_both_versions(reference_dir):
     )
     assert result.returncode != 0
     last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith("ImportError: This NV-Embed model folder's code needs transformers>=4.51,<6.0 "), last
-    assert "(installed: 4.50.3)" in last
+    assert last.startswith("ImportError: This NV-Embed model folder's code needs transformers>=4.42,<6.0 "), last
+    assert "(installed: 4.41.2)" in last
 
 
 @pytest.mark.parametrize(
     "transformers_version,st_version,message",
     [
-        ("6.0.0", None, r"needs transformers>=4.51,<6.0 \(installed: 6.0.0\)\."),
+        ("6.0.0", None, r"needs transformers>=4.42,<6.0 \(installed: 6.0.0\)\."),
         (
             None,
-            "5.3.0",
-            r"needs sentence-transformers>=5.4,<7.0 \(installed: 5.3.0\)\. "
-            r'Install it with: pip install "sentence-transformers>=5.4,<7.0"$',
+            "3.4.1",
+            r"needs sentence-transformers>=4.0,<7.0 \(installed: 3.4.1\)\. "
+            r'Install it with: pip install "sentence-transformers>=4.0,<7.0"$',
         ),
-        ("4.40.0", "7.1.0", r"transformers>=4.51,<6.0 \(installed: 4.40.0\) and sentence-transformers>=5.4,<7.0"),
+        ("4.40.0", "7.1.0", r"transformers>=4.42,<6.0 \(installed: 4.40.0\) and sentence-transformers>=4.0,<7.0"),
     ],
 )
 def test_version_check_names_installed_and_required(tiny_model, transformers_version, st_version, message):
