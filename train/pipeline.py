@@ -240,7 +240,10 @@ def stage_datasets(stage: StageConfig, cfg: RunConfig, miner) -> tuple[dict, dic
     for task, data in datasets.items():
         if kinds[task] == GEOMETRY_TASK:
             losses[task] = TeacherGeometryLoss(
-                miner.student, kl_weight=cfg.geometry_kl_weight, scale=1.0 / cfg.distill_temperature
+                miner.student,
+                weight=cfg.geometry_weight,
+                kl_weight=cfg.geometry_kl_weight,
+                scale=1.0 / cfg.distill_temperature,
             )
         elif kinds[task] != "retrieval" and not stage.in_batch_negatives_for_non_retrieval:
             if cfg.distill_weight > 0:
