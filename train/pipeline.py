@@ -531,7 +531,10 @@ def _write_final(model: SentenceTransformer, nvembed, cfg: RunConfig, output: Pa
     (output / "instructions.json").write_text(json.dumps(instructions, indent=2) + "\n")
 
 
-def train(cfg: RunConfig, final_dir: str | Path | None = None) -> Path:
+def train(cfg: RunConfig, final_dir: str | Path | None = None, budget_minutes: float | None = None) -> Path:
+    """Train every stage of `cfg` and save the merged model; with `budget_minutes`, the stages' steps are first fitted
+    to that many minutes from a step measured on this machine (train.budget; kept by a resumed run)."""
+    started = time.perf_counter()
     # Under torchrun / accelerate launch this sets up the process group; each process gets its own device.
     state = distributed_state()
     device = "cpu" if state.device.type == "cpu" else str(state.device)
@@ -543,6 +546,11 @@ def train(cfg: RunConfig, final_dir: str | Path | None = None) -> Path:
         check_configured(cfg.datasets, [t for s in cfg.stages for t in s.tasks])
     base = prepare_base_model(cfg)
     model = load_for_training(base, cfg, device)
+    if budget_minutes is not None:
+        from train.budget import apply_budget
+
+        model.max_seq_length = stage_length(cfg.stages[0], cfg)
+        cfg = apply_budget(cfg, budget_minutes, model, elapsed_seconds=time.perf_counter() - started)
     miner = Miner(model, cfg, device)
     for index, stage in enumerate(cfg.stages, start=1):
         run_stage(model, stage, index, cfg, miner, device)
@@ -554,10 +562,21 @@ def main(argv=None):
     parser.add_argument("config")
     parser.add_argument("--output-dir", default=None)
     parser.add_argument("--final-dir", default=None, help="where the merged model goes (default OUTPUT_DIR/final)")
+    parser.add_argument(
+        "--budget-minutes",
+        type=float,
+        default=None,
+        help="fit the stages' steps to this many minutes from a step measured here (train.budget; a resumed run "
+        "keeps the plan in OUTPUT_DIR/budget.json)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     cfg = load_config(args.config, output_dir=args.output_dir)
-    final = train(cfg, args.final_dir)
+    final = train(cfg, args.final_dir, budget_minutes=args.budget_minutes)
+    if args.budget_minutes is not None:  # the card states the steps the run took (the plan it persisted)
+        from train.budget import apply_budget
+
+        cfg = apply_budget(cfg, args.budget_minutes, model=None)
     if distributed_state().is_main_process:
         write_card(final, cfg, command=invocation("train.pipeline", argv))
     print(final)
