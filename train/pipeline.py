@@ -30,6 +30,7 @@ from sentence_transformers import SentenceTransformer, SentenceTransformerTraine
 from sentence_transformers.base.sampler import BatchSamplers, MultiDatasetBatchSamplers
 from sentence_transformers.sentence_transformer.losses import (
     CachedMultipleNegativesRankingLoss,
+    MatryoshkaLoss,
     MultipleNegativesRankingLoss,
 )
 from transformers.trainer_utils import get_last_checkpoint
@@ -264,6 +265,14 @@ def stage_datasets(stage: StageConfig, cfg: RunConfig, miner) -> tuple[dict, dic
             losses[task] = MultipleNegativesRankingLoss(
                 miner.student, scale=scale, gather_across_devices=gather, **terms
             )
+    if cfg.matryoshka_dims:
+        full = miner.student.get_embedding_dimension()
+        if max(cfg.matryoshka_dims) != full:
+            raise ValueError(
+                f"matryoshka_dims {cfg.matryoshka_dims} must end at the model's embedding size {full} (else the full "
+                "vectors are not trained)"
+            )
+        losses = {task: MatryoshkaLoss(miner.student, loss, cfg.matryoshka_dims) for task, loss in losses.items()}
     return datasets, losses, prompts
 
 
@@ -602,6 +611,9 @@ CARD_HYPERPARAMETERS = (
     "distill_temperature",
     "distill_similarity_weight",
     "distill_passage_weight",
+    "teacher_model",
+    "geometry_weight",
+    "matryoshka_dims",
     "max_seq_length",
     "seed",
 )
