@@ -616,3 +616,14 @@ def test_a_cached_conversion_made_with_other_arguments_is_refused(tiny_causal_lm
         prepare_base_model(config(backbone_layers=1))
     with pytest.raises(ValueError, match="latent_init: 'identity' there, 'random' in the config"):
         prepare_base_model(config(latent_init="random"))
+
+
+def test_demo_expects_its_time_from_this_machines_speed():
+    from train.demo import MEASURED_TRAIN, expected_minutes
+
+    measured = {"minutes": 12.0, "gflops": 150, "where": "x"}
+    assert expected_minutes(150, measured) == 12.0
+    assert expected_minutes(300, measured) == 6.0  # twice as fast a machine: half the time
+    assert expected_minutes(MEASURED_TRAIN["gflops"]) == MEASURED_TRAIN["minutes"]
+    with pytest.raises(ValueError, match="gflops"):
+        expected_minutes(0)

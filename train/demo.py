@@ -21,6 +21,16 @@ from train.pipeline import prepare_base_model, train
 logger = logging.getLogger(__name__)
 
 DEV_TASKS = ("debian_description", "pydoc_summary")  # built before training, so their cache exists for the check
+# The demo's training time as measured, and the host's fp32 matmul speed then: the expected time here scales with
+# this machine's speed (hosts differ 2x on the same step; a host with AMX trains in bf16, ~0.6x of the fp32 time).
+MEASURED_TRAIN = {"minutes": 17.9, "gflops": 141, "where": "benchmarks/results/demo.txt"}
+
+
+def expected_minutes(gflops: float, measured: dict = MEASURED_TRAIN) -> float:
+    """Training minutes to expect on a machine of `gflops` fp32 matmul speed, from the demo's measured time."""
+    if gflops <= 0:
+        raise ValueError(f"gflops must be > 0, got {gflops}")
+    return measured["minutes"] * measured["gflops"] / gflops
 
 
 def compare(systems: dict, limit: int, max_seq_length: int) -> dict[str, dict[str, float]]:
@@ -85,7 +95,15 @@ def main(argv=None):
     from sentence_transformers import SentenceTransformer
 
     from train.data import load_source
+    from train.monitor import matmul_gflops
 
+    gflops = matmul_gflops()
+    print(
+        f"make demo: expect about {expected_minutes(gflops):.0f} min of training on this machine ({gflops:.0f} GFLOPS "
+        f"fp32 matmul; {MEASURED_TRAIN['minutes']} min at {MEASURED_TRAIN['gflops']} GFLOPS when measured, "
+        f"{MEASURED_TRAIN['where']}), plus a few minutes of data, teacher vectors and evaluation.",
+        flush=True,
+    )
     for task in DEV_TASKS:  # builds and caches the offline data on first use
         load_source(task)
     cfg = load_config(args.config)
@@ -96,7 +114,6 @@ def main(argv=None):
 
     systems = demo_systems(base, final, baselines=args.baselines)
     table = compare(systems, args.dev_queries, args.eval_max_seq_length)
-    from train.monitor import matmul_gflops
 
     report = (
         f"Dev split, {args.dev_queries} queries/pairs per task, {args.eval_max_seq_length} tokens: nDCG@10 for "
