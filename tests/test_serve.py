@@ -1,15 +1,23 @@
 """The Ray Serve embedding server (`python -m serve`) on 127.0.0.1 with the tiny NV-Embed folder, through the openai
-client and plain HTTP: its vectors are SentenceTransformer.encode's, 8 concurrent clients get no failure and share
-batches, and bad input gets a clear 4xx while the server stays up (a few seconds each after start-up)."""
+client, plain HTTP and raw sockets: its vectors are SentenceTransformer.encode's, concurrent single-text requests share
+token-budget batches, bad input gets a clear 4xx in OpenAI's format while the server stays up, and the operations side
+(API key, 429 with Retry-After, request timeout, readiness 503, /metrics, chunked-body 413, SIGTERM removing only its
+own app) does what it says (a few seconds each after start-up; every load loop is bounded in count and time)."""
 
 import base64
+import hashlib
 import json
+import os
 import re
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,11 +26,13 @@ from openai import BadRequestError, NotFoundError, OpenAI
 from ray import serve
 
 from modeling_nvembed import format_instruction
-from serve.app import NVEmbedEncoder, build_app
+from serve.app import NVEmbedEncoder, QueuedText, build_app
 
 
+ROOT = Path(__file__).resolve().parents[1]
 NAME = "tiny-nvembed"
-MAX_INPUTS, MAX_TOKENS, MAX_BYTES = 8, 128, 20000
+MAX_INPUTS, MAX_TOKENS, MAX_BYTES, MAX_REQUEST_TOKENS, MAX_BATCH_TOKENS = 8, 128, 20000, 900, 256
+KEY = "secret-key"
 TEXTS = [
     "gzip compresses files with the deflate algorithm",
     "the quick brown fox jumps over the lazy dog",
@@ -39,42 +49,84 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def post(url: str, payload, raw: bytes | None = None) -> tuple[int, dict]:
+def post(url: str, payload, raw: bytes | None = None, headers: dict | None = None) -> tuple[int, dict, dict]:
     data = raw if raw is not None else json.dumps(payload).encode()
-    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json", **(headers or {})})
     try:
         with urllib.request.urlopen(request, timeout=60) as response:
-            return response.status, json.loads(response.read())
+            return response.status, json.loads(response.read()), {k.lower(): v for k, v in response.headers.items()}
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read()), {k.lower(): v for k, v in error.headers.items()}
+
+
+def get(url: str, headers: dict | None = None) -> tuple[int, dict | str]:
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=60) as response:
+            text = response.read().decode()
+            return response.status, json.loads(text) if "json" in response.headers["content-type"] else text
     except urllib.error.HTTPError as error:
         return error.code, json.loads(error.read())
 
 
-def get(url: str) -> tuple[int, dict]:
-    with urllib.request.urlopen(url, timeout=60) as response:
-        return response.status, json.loads(response.read())
-
-
-@pytest.fixture(scope="module")
-def server(tiny_nvembed_folder) -> str:
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    port = free_port()
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
-    options = dict(model_name=NAME, max_batch_size=16, batch_wait_timeout_s=0.01, max_inputs=MAX_INPUTS)
-    options.update(max_tokens=MAX_TOKENS, max_request_bytes=MAX_BYTES, threads=1)
-    serve.run(build_app(str(tiny_nvembed_folder), **options), name="nvembed", route_prefix="/")
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
+def wait_healthy(url: str, seconds: float = 120) -> None:
+    deadline = time.monotonic() + seconds
     while True:
         try:
             if get(f"{url}/health")[0] == 200:
-                break
+                return
         except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
-    yield url
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{url}/health did not answer 200 within {seconds} s")
+        time.sleep(0.2)
+
+
+@pytest.fixture(scope="module")
+def cluster() -> str:
+    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)  # logical CPUs: three apps of one replica
+    yield ray.get_runtime_context().gcs_address
     serve.shutdown()
     ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def port(cluster) -> int:
+    port = free_port()
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    return port
+
+
+@pytest.fixture(scope="module")
+def server(tiny_nvembed_folder, port) -> str:
+    options = dict(model_name=NAME, max_batch_size=16, batch_wait_timeout_s=0.01, max_inputs=MAX_INPUTS)
+    options.update(max_tokens=MAX_TOKENS, max_request_tokens=MAX_REQUEST_TOKENS, max_request_bytes=MAX_BYTES)
+    options.update(max_batch_tokens=MAX_BATCH_TOKENS, threads=1)
+    serve.run(build_app(str(tiny_nvembed_folder), **options), name="nvembed", route_prefix="/")
+    url = f"http://127.0.0.1:{port}"
+    wait_healthy(url)
+    return url
+
+
+@pytest.fixture(scope="module")
+def tight_server(tiny_nvembed_folder, server, port) -> str:
+    """A second app with an API key, one request in flight at most, batches that wait 2 s to fill, requests that time
+    out after 1 s and a readiness check that must finish in 0.5 s: so 429, 503 and the readiness 503 are certain."""
+    options = dict(model_name=NAME, max_concurrent_requests=1, batch_wait_timeout_s=2.0, request_timeout_s=1.0)
+    options.update(health_timeout_s=0.5, api_key_sha256=hashlib.sha256(KEY.encode()).hexdigest(), threads=1)
+    serve.run(build_app(str(tiny_nvembed_folder), **options), name="tight", route_prefix="/tight")
+    url = f"http://127.0.0.1:{port}/tight"
+    deadline = time.monotonic() + 120
+    while get(f"{url}/metrics")[0] != 200:  # its /health is 503 by design: wait for /metrics instead
+        assert time.monotonic() < deadline, "the tight app did not start"
+        time.sleep(0.2)
+    return url
+
+
+def metric(text: str, name: str) -> float:
+    """The value of one sample line of Prometheus text output (`name` includes its labels)."""
+    found = re.search(rf"^{re.escape(name)} (\S+)$", text, re.MULTILINE)
+    assert found, f"no sample {name} in /metrics"
+    return float(found.group(1))
 
 
 @pytest.fixture(scope="module")
@@ -114,9 +166,9 @@ def test_openai_client_gets_the_vectors_of_encode(server, model):
 
 
 def test_plain_http_float_base64_health_and_models(server, model):
-    status, floats = post(f"{server}/v1/embeddings", {"model": NAME, "input": TEXTS, "encoding_format": "float"})
+    status, floats, _ = post(f"{server}/v1/embeddings", {"model": NAME, "input": TEXTS, "encoding_format": "float"})
     assert status == 200 and floats["object"] == "list" and floats["data"][0]["object"] == "embedding"
-    status, encoded = post(f"{server}/v1/embeddings", {"model": NAME, "input": TEXTS, "encoding_format": "base64"})
+    status, encoded, _ = post(f"{server}/v1/embeddings", {"model": NAME, "input": TEXTS, "encoding_format": "base64"})
     assert status == 200
     decoded = np.stack([np.frombuffer(base64.b64decode(d["embedding"]), dtype="<f4") for d in encoded["data"]])
     np.testing.assert_array_equal(decoded, np.array([d["embedding"] for d in floats["data"]], dtype=np.float32))
@@ -128,14 +180,17 @@ def test_plain_http_float_base64_health_and_models(server, model):
     assert get(f"{server}/v1/models")[1]["data"][0]["id"] == NAME
 
 
-def test_eight_concurrent_clients_never_fail_and_share_batches(server, model):
+def test_eight_concurrent_clients_never_fail(server, model):
     texts = [f"{i} {TEXTS[i % len(TEXTS)]}" for i in range(40)]
     expected = dict(zip(texts, model.encode(texts)))
     failures, checked = [], []
+    deadline = time.monotonic() + 240
 
     def one_client(k: int) -> None:
         openai = client(server)
-        for r in range(50):  # bounded: 50 requests, then the thread ends
+        for r in range(30):  # bounded: 30 requests or the deadline, then the thread ends
+            if time.monotonic() > deadline:
+                break
             batch = [texts[(k * 50 + r + j) % len(texts)] for j in range(1 + (k + r) % 3)]
             try:
                 got = vectors(openai.embeddings.create(model=NAME, input=batch))
@@ -150,8 +205,82 @@ def test_eight_concurrent_clients_never_fail_and_share_batches(server, model):
     for t in threads:
         t.join(timeout=300)
     assert not any(t.is_alive() for t in threads)
-    assert failures == [] and len(checked) == 8 * 50
-    assert get(f"{server}/health")[1]["max_batch_size_seen"] > 1  # texts of concurrent requests shared a batch
+    assert failures == [] and len(checked) == 8 * 30
+
+
+def test_concurrent_single_text_requests_share_batches_within_the_token_budget(server, model):
+    """Every request carries one text, so a batch of more than one text holds texts of several requests."""
+    before = get(f"{server}/metrics")[1]
+    texts = [f"{i} {TEXTS[i % len(TEXTS)]}" for i in range(16)]
+    expected = dict(zip(texts, model.encode(texts)))
+    failures = []
+    deadline = time.monotonic() + 120
+
+    def one_client(k: int) -> None:
+        for r in range(12):  # bounded in count and time
+            if time.monotonic() > deadline:
+                break
+            text = texts[(k + r) % len(texts)]
+            status, body, _ = post(f"{server}/v1/embeddings", {"model": NAME, "input": text})
+            if status != 200 or not np.allclose(body["data"][0]["embedding"], expected[text], atol=1e-5):
+                failures.append((k, r, status))
+
+    threads = [threading.Thread(target=one_client, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=150)
+    assert not any(t.is_alive() for t in threads) and failures == []
+    after = get(f"{server}/metrics")[1]
+    batches = metric(after, "nvembed_batch_texts_count") - metric(before, "nvembed_batch_texts_count")
+    single = metric(after, 'nvembed_batch_texts_bucket{le="1.0"}') - metric(
+        before, 'nvembed_batch_texts_bucket{le="1.0"}'
+    )
+    assert batches - single > 0, f"all {batches} batches held one text: concurrent requests never shared a batch"
+    # Padded tokens per batch never passed the budget.
+    assert metric(after, f'nvembed_batch_tokens_bucket{{le="{MAX_BATCH_TOKENS:.1f}"}}') == metric(
+        after, "nvembed_batch_tokens_count"
+    )
+    assert metric(after, 'nvembed_requests_total{status="200"}') >= 8 * 12
+    assert metric(after, "nvembed_texts_total") > metric(before, "nvembed_texts_total")
+
+
+def test_long_texts_are_batched_by_tokens_not_count(server, model):
+    """8 texts of 80-128 tokens in one request: one 8-text batch would be ~1000 padded tokens, over the 256 budget."""
+    long_texts = [" ".join([f"{i}"] + TEXTS[i % len(TEXTS)].split() * 8)[:150] for i in range(MAX_INPUTS)]
+    tokens = [len(ids) for ids in model.tokenizer(long_texts)["input_ids"]]
+    assert max(tokens) <= MAX_TOKENS and sorted(tokens)[2] > MAX_BATCH_TOKENS / 3, tokens  # any 3: over budget
+    before = get(f"{server}/metrics")[1]
+    status, body, _ = post(f"{server}/v1/embeddings", {"model": NAME, "input": long_texts})
+    assert status == 200
+    np.testing.assert_allclose([d["embedding"] for d in body["data"]], model.encode(long_texts),
+                               atol=1e-5)  # fmt: skip
+    after = get(f"{server}/metrics")[1]
+    batches = metric(after, "nvembed_batch_texts_count") - metric(before, "nvembed_batch_texts_count")
+    assert batches >= MAX_INPUTS // 2  # at most 2 of these texts fit a batch
+    assert metric(after, f'nvembed_batch_tokens_bucket{{le="{MAX_BATCH_TOKENS:.1f}"}}') == metric(
+        after, "nvembed_batch_tokens_count"
+    )
+
+
+def test_truncate_cuts_long_texts_as_the_model_would(server, tiny_nvembed_folder):
+    from sentence_transformers import SentenceTransformer
+
+    long_text = " ".join(TEXTS * 10)
+    status, body, _ = post(f"{server}/v1/embeddings", {"model": NAME, "input": [long_text, TEXTS[0]]})
+    assert (
+        status == 400
+        and f"at most {MAX_TOKENS}" in body["error"]["message"]
+        and "truncate" in body["error"]["message"]
+    )
+    status, body, _ = post(
+        f"{server}/v1/embeddings", {"model": NAME, "input": [long_text, TEXTS[0]], "truncate": True}
+    )
+    assert status == 200
+    cut = SentenceTransformer(str(tiny_nvembed_folder), trust_remote_code=True, device="cpu")
+    cut.max_seq_length = MAX_TOKENS
+    np.testing.assert_allclose([d["embedding"] for d in body["data"]], cut.encode([long_text, TEXTS[0]]), atol=1e-5)
+    assert body["usage"]["prompt_tokens"] == MAX_TOKENS + len(cut.tokenizer(TEXTS[0])["input_ids"])
 
 
 BAD_REQUESTS = [
@@ -173,23 +302,34 @@ BAD_REQUESTS = [
     ({"input": "text", "instruction": " "}, 400, "instruction` is empty"),
     ({"input": "text", "model": "gpt-4"}, 404, "does not exist; this server serves 'tiny-nvembed'"),
     ({"model": NAME}, 400, "input: Field required"),
+    ({"input": ["gzip deflate " * 10] * 8}, 400, rf"the request is \d+ tokens; .* at most {MAX_REQUEST_TOKENS} per"),
+    ({"input": "text", "truncate": "yes"}, 400, "truncate"),
 ]
 
 
 @pytest.mark.parametrize("payload, status, message", BAD_REQUESTS, ids=[str(i) for i in range(len(BAD_REQUESTS))])
 def test_bad_input_gets_a_clear_4xx_and_the_server_stays_up(server, payload, status, message):
-    got, body = post(f"{server}/v1/embeddings", {"model": NAME, **payload})
+    got, body, _ = post(f"{server}/v1/embeddings", {"model": NAME, **payload})
     assert got == status, body
-    assert body["error"]["type"] in ("invalid_request_error", "model_not_found")
+    assert body["error"]["type"] == "invalid_request_error"  # OpenAI's, for an unknown model too
+    assert body["error"]["code"] == ("model_not_found" if status == 404 else None)
     assert re.search(message, body["error"]["message"]), body["error"]["message"]
     assert post(f"{server}/v1/embeddings", {"model": NAME, "input": "still up"})[0] == 200
 
 
 def test_malformed_and_oversized_bodies_and_client_errors(server):
-    status, body = post(f"{server}/v1/embeddings", None, raw=b'{"model": "tiny-nvembed", "input": ')
+    status, body, _ = post(f"{server}/v1/embeddings", None, raw=b'{"model": "tiny-nvembed", "input": ')
     assert status == 400 and "not valid JSON" in body["error"]["message"]
-    status, body = post(f"{server}/v1/embeddings", {"model": NAME, "input": ["x" * 1000] * (MAX_BYTES // 1000 + 1)})
+    status, body, _ = post(f"{server}/v1/embeddings", None, raw=b"[" * 5000 + b"]" * 5000)
+    assert status == 400 and "nested too deeply" in body["error"]["message"]  # was a plain 500 (RecursionError)
+    status, body, _ = post(f"{server}/v1/embeddings", {"model": NAME, "input": ["x" * 1000] * (MAX_BYTES // 1000 + 1)})
     assert status == 413 and f"at most {MAX_BYTES}" in body["error"]["message"]
+    status, body = get(f"{server}/v1/nothing-here")
+    assert (
+        status == 404
+        and body["error"]["type"] == "invalid_request_error"
+        and "/v1/nothing-here" in body["error"]["message"]
+    )
     openai = client(server)
     with pytest.raises(BadRequestError, match="Matryoshka"):
         openai.embeddings.create(model=NAME, input="text", dimensions=4)
@@ -198,19 +338,20 @@ def test_malformed_and_oversized_bodies_and_client_errors(server):
     assert get(f"{server}/health")[0] == 200
 
 
-def test_counting_tokens_while_a_batch_encodes_breaks_neither(tiny_nvembed_folder, model):
-    """The server counts a request's tokens on its event loop while a batch encodes in a worker thread. On one shared
-    fast tokenizer that broke the batch ("Unable to create tensor", tens of times in a few seconds)."""
+def test_tokenizing_while_a_batch_encodes_breaks_neither(tiny_nvembed_folder, model):
+    """Requests are tokenized in a tokenization thread while a batch encodes in another. On one shared fast tokenizer
+    that broke the batch ("Unable to create tensor", tens of times in a few seconds)."""
     encoder = NVEmbedEncoder(str(tiny_nvembed_folder), max_tokens=MAX_TOKENS, threads=1)
     texts = [f"{TEXTS[i % len(TEXTS)]} " * (1 + i % 3) for i in range(16)]
     expected = model.encode(texts, batch_size=16)
+    features = encoder.tokenize(texts, "")[0]
+    items = [QueuedText(f, "", 0, 1.0) for f in features]
     errors, stop = [], time.monotonic() + 2.5
 
     def encode_batches() -> None:
         while time.monotonic() < stop:
             try:
-                got = np.stack(encoder.encode_items([(t, "") for t in texts]))
-                np.testing.assert_allclose(got, expected, atol=1e-5)
+                np.testing.assert_allclose(np.stack(encoder.encode_items(items)), expected, atol=1e-5)
             except Exception as error:  # noqa: BLE001 - collected and asserted below
                 errors.append(repr(error)[:200])
 
@@ -218,7 +359,108 @@ def test_counting_tokens_while_a_batch_encodes_breaks_neither(tiny_nvembed_folde
     thread.start()
     counted = 0
     while time.monotonic() < stop:
-        encoder.check_texts(texts[:MAX_INPUTS], "")
+        encoder.tokenizer_pool.submit(encoder.tokenize, texts[:MAX_INPUTS], "").result(timeout=10)
         counted += 1
     thread.join()
     assert errors == [] and counted > 10
+
+
+def test_a_failing_text_fails_only_its_own_request(tiny_nvembed_folder, model):
+    """One request's token ids are out of the vocabulary (the embedding lookup raises): the batch is retried request by
+    request, so the others still get their vectors and only that request gets the error."""
+    encoder = NVEmbedEncoder(str(tiny_nvembed_folder), max_tokens=MAX_TOKENS, threads=1)
+    good = [QueuedText(f, "", 1, 1.0) for f in encoder.tokenize(TEXTS[:2], "")[0]]
+    bad_features = encoder.tokenize(TEXTS[2:3], "")[0][0]
+    bad = QueuedText({**bad_features, "input_ids": [10**6] * len(bad_features["input_ids"])}, "", 2, 1.0)
+    more = [QueuedText(f, "", 3, 1.0) for f in encoder.tokenize(TEXTS[3:5], "")[0]]
+    out = encoder.encode_items([good[0], bad, *more, good[1]])
+    assert isinstance(out[1], IndexError)
+    np.testing.assert_allclose(np.stack([out[0], out[4]]), model.encode(TEXTS[:2]), atol=1e-5)
+    np.testing.assert_allclose(np.stack(out[2:4]), model.encode(TEXTS[3:5]), atol=1e-5)
+
+
+def test_api_key_429_timeout_503_and_readiness_503(tight_server):
+    url, auth = f"{tight_server}/v1/embeddings", {"Authorization": f"Bearer {KEY}"}
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": KEY}):
+        status, body, _ = post(url, {"model": NAME, "input": "text"}, headers=headers)
+        assert status == 401 and body["error"]["code"] == "invalid_api_key", body
+    assert get(f"{tight_server}/v1/models")[0] == 401
+    assert get(f"{tight_server}/v1/models", auth)[1]["data"][0]["id"] == NAME
+    assert OpenAI(base_url=f"{tight_server}/v1", api_key=KEY, max_retries=0).models.list().data[0].id == NAME
+
+    # One request in flight at most; each waits 2 s for its batch, so it times out at 1 s; the others meanwhile: 429.
+    results, barrier = [], threading.Barrier(6)
+
+    def one_request() -> None:
+        barrier.wait(timeout=30)
+        try:
+            results.append(post(url, {"model": NAME, "input": "text"}, headers=auth))
+        except Exception as error:  # noqa: BLE001 - shown in the assertion below
+            results.append((repr(error), {}, {}))
+
+    threads = [threading.Thread(target=one_request) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    statuses = sorted(status for status, _, _ in results)
+    assert all(isinstance(s, int) for s in statuses), statuses
+    assert len(results) == 6 and set(statuses) == {429, 503} and statuses.count(503) >= 1, statuses
+    for status, body, headers in results:
+        assert headers.get("retry-after") == "1"
+        if status == 429:
+            assert body["error"]["code"] == "rate_limit_exceeded" and "in flight" in body["error"]["message"]
+        else:
+            assert body["error"] == {"message": body["error"]["message"], "type": "server_error", "param": None,
+                                     "code": "timeout"}  # fmt: skip
+            assert "over 1.0 s" in body["error"]["message"]
+
+    status, body = get(f"{tight_server}/health")  # open without a key; its forward pass cannot finish in 0.5 s
+    assert status == 503 and body["error"]["code"] == "not_ready" and "0.5 s" in body["error"]["message"]
+    metrics = get(f"{tight_server}/metrics")[1]
+    assert metric(metrics, 'nvembed_requests_total{status="429"}') == statuses.count(429)
+    assert metric(metrics, 'nvembed_requests_total{status="401"}') == 3
+
+
+def test_chunked_body_over_the_limit_is_refused_while_it_streams(server):
+    """No Content-Length: the body is counted as it arrives, and the 413 comes before the client has finished (it
+    never does here: it sends MAX_BYTES + 1 KB, then waits)."""
+    host, port = server.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(f"POST /v1/embeddings HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+                     "Transfer-Encoding: chunked\r\n\r\n".encode())  # fmt: skip
+        chunk = b"x" * 1000
+        for _ in range(MAX_BYTES // 1000 + 1):
+            sock.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+        sock.settimeout(20)  # the old server read the whole body first: it would still be waiting here
+        response = b""
+        while b"\r\n\r\n" not in response or not response.rstrip().endswith(b"}"):
+            data = sock.recv(65536)
+            if not data:
+                break
+            response += data
+    head, _, body = response.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 413"), head
+    assert f"over {MAX_BYTES} bytes".encode() in body
+    assert post(f"{server}/v1/embeddings", {"model": NAME, "input": "still up"})[0] == 200
+
+
+def test_sigterm_stops_the_cli_and_removes_only_its_own_app(tiny_nvembed_folder, cluster, server, port):
+    command = [
+        sys.executable, "-m", "serve", str(tiny_nvembed_folder), "--address", cluster, "--port", str(port),
+        "--app-name", "sigterm-test", "--route-prefix", "/sigterm", "--name", NAME, "--cpus-per-replica", "1",
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(command, cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_healthy(f"http://127.0.0.1:{port}/sigterm", seconds=180)
+        assert post(f"http://127.0.0.1:{port}/sigterm/v1/embeddings", {"model": NAME, "input": "x"})[0] == 200
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, stderr[-3000:]
+    assert "shutting down" in stderr
+    assert "sigterm-test" not in serve.status().applications  # its own app is gone ...
+    assert get(f"{server}/health")[0] == 200  # ... and the other apps on the cluster still serve
+    assert post(f"{server}/v1/embeddings", {"model": NAME, "input": "still up"})[0] == 200
