@@ -169,3 +169,15 @@ def test_matryoshka_wraps_every_loss_and_trains_the_leading_dimensions(tiny_nvem
         pipeline.stage_datasets(cfg.stages[0], cfg, pipeline.Miner(model, cfg, "cpu"))
     with pytest.raises(ValueError, match="matryoshka_dims"):
         RunConfig(stages=[StageConfig()], matryoshka_dims=[64, 64])
+
+
+def test_a_run_with_the_geometry_entry_saves_a_folder_whose_query_prompt_is_a_retrieval_tasks(
+    tiny_nvembed_folder, toy_geometry, tmp_path
+):
+    cfg = _config(tmp_path, tiny_nvembed_folder)
+    cfg.stages[0].tasks = [GEOMETRY_TASK, "toy_retrieval"]
+    cfg.stages[0].max_steps = 2
+    final = pipeline.train(cfg)
+    prompts = json.loads((final / "config_sentence_transformers.json").read_text())["prompts"]
+    assert GEOMETRY_TASK not in prompts
+    assert prompts["query"] == prompts["toy_retrieval"]

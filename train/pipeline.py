@@ -530,7 +530,8 @@ def _write_final(model: SentenceTransformer, nvembed, cfg: RunConfig, output: Pa
     if output.exists():
         shutil.rmtree(output)
     specs = all_specs(cfg)
-    retrieval = [t for s in cfg.stages for t in s.tasks if specs[t].kind == "retrieval"]
+    # the folder's default "query" prompt: the first retrieval task's (teacher_geometry has no spec: no prompt)
+    retrieval = [t for s in cfg.stages for t in s.tasks if t in specs and specs[t].kind == "retrieval"]
     query_prompt = format_instruction(specs[retrieval[0]].instruction) if retrieval else model.prompts.get("query", "")
     save_nvembed_folder(nvembed, output, query_prompt=query_prompt, max_seq_length=4096)
     st_config = json.loads((output / "config_sentence_transformers.json").read_text())
