@@ -18,11 +18,11 @@ Endpoints:
                           several replicas a scrape sees the one that answered (Ray's own metrics cover the rest).
 
 Every text is tokenized once, in a tokenization thread (the event loop stays free, so /health and small requests do
-not wait behind a large request's tokenization), then queued on its own; Ray Serve's `@serve.batch` groups queued
+not wait behind a large request's tokenization), then queued on its own; `serve.batching.BudgetBatcher` groups queued
 texts of all requests into forward passes of at most `max_batch_tokens` padded tokens (texts x longest) and
-`max_batch_size` texts, waiting at most `batch_wait_timeout_s` for a batch to fill, so concurrent requests share
-batches. A forward pass that fails is retried one request at a time, so only the request whose texts fail gets the
-error (a 500).
+`max_batch_size` texts, formed when the model is free (everything that arrived during the last pass joins the next,
+which waits at most `batch_wait_timeout_s` more while it has room), so concurrent requests share batches. A forward
+pass that fails is retried one request at a time, so only the request whose texts fail gets the error (a 500).
 
 Every error is answered in OpenAI's format (`{"error": {"message", "type", "param", "code"}}`), 5xx included, and the
 server stays up: 400 for bad input (an empty or too long text, too many inputs or tokens, wrong types, unknown fields
@@ -60,6 +60,7 @@ from ray import serve as ray_serve
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from modeling_nvembed import INSTRUCTION_TEMPLATE
+from serve.batching import BudgetBatcher
 
 
 logger = logging.getLogger(__name__)
@@ -395,8 +396,7 @@ class NVEmbedServer:
         self.request_timeout_s, self.health_timeout_s = request_timeout_s, health_timeout_s
         self.api_key_sha256 = api_key_sha256
         self.floor = max_batch_tokens / max_batch_size
-        self.embed_text.set_max_batch_size(max_batch_tokens)
-        self.embed_text.set_batch_wait_timeout_s(batch_wait_timeout_s)
+        self.batcher = BudgetBatcher(self.run_batch, batch_cost, max_batch_tokens, batch_wait_timeout_s)
         self.batch_sizes: list[int] = []  # seen by /health, so tests and benchmarks can tell batching happened
         self.request_ids = itertools.count()
         self.inflight = 0
@@ -539,10 +539,12 @@ class NVEmbedServer:
                                 "`dimensions` or pass that value)", "dimensions")  # fmt: skip
         return body
 
-    @ray_serve.batch(max_batch_size=16384, batch_wait_timeout_s=0.005, batch_size_fn=batch_cost)
-    async def embed_text(self, items: list[QueuedText]) -> list[np.ndarray | Exception]:
-        """Forward passes over the texts queued from all requests (the budget is set up in __init__); a failed
-        text gets its exception, not a vector."""
+    def embed_text(self, item: QueuedText) -> asyncio.Future:
+        """Queue one text for the next batch; the future gives its vector (or the exception its forward pass got)."""
+        return self.batcher.submit(item)
+
+    async def run_batch(self, items: list[QueuedText]) -> list[np.ndarray | Exception]:
+        """One batch of texts queued from all requests, run when the model is free (`BudgetBatcher`)."""
         self.batch_sizes.append(len(items))
         del self.batch_sizes[:-1000]
         self.metrics.queue.dec(sum(item.queued for item in items if item.request != -1))

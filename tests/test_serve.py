@@ -4,6 +4,7 @@ token-budget batches, bad input gets a clear 4xx in OpenAI's format while the se
 (API key, 429 with Retry-After, request timeout, readiness 503, /metrics, chunked-body 413, SIGTERM removing only its
 own app) does what it says (a few seconds each after start-up; every load loop is bounded in count and time)."""
 
+import asyncio
 import base64
 import hashlib
 import json
@@ -464,3 +465,56 @@ def test_sigterm_stops_the_cli_and_removes_only_its_own_app(tiny_nvembed_folder,
     assert "sigterm-test" not in serve.status().applications  # its own app is gone ...
     assert get(f"{server}/health")[0] == 200  # ... and the other apps on the cluster still serve
     assert post(f"{server}/v1/embeddings", {"model": NAME, "input": "still up"})[0] == 200
+
+
+def test_batcher_puts_what_arrived_during_a_batch_into_the_next_one():
+    """Ray Serve's @serve.batch formed a batch when its wait ended and queued it behind the running one, so texts that
+    arrived during a forward pass ran in several small batches; here they share the next one."""
+    from serve.batching import BudgetBatcher
+
+    batches = []
+
+    async def run_batch(items):
+        batches.append(list(items))
+        await asyncio.sleep(0.3)  # a forward pass
+        return [f"v{i}" for i in items]
+
+    async def scenario():
+        batcher = BudgetBatcher(run_batch, cost=len, max_cost=32, wait_s=0.005)
+        first = batcher.submit(0)
+        await asyncio.sleep(0.05)  # the first batch is running
+        later = []
+        for i in range(1, 7):  # arrive one by one, 20 ms apart (each past the 5 ms wait)
+            later.append(batcher.submit(i))
+            await asyncio.sleep(0.02)
+        return await asyncio.wait_for(asyncio.gather(first, *later), 10)
+
+    assert asyncio.run(scenario()) == [f"v{i}" for i in range(7)]
+    assert batches == [[0], [1, 2, 3, 4, 5, 6]]
+
+
+def test_batcher_keeps_the_budget_and_order_and_skips_cancelled_items():
+    from serve.batching import BudgetBatcher
+
+    batches = []
+
+    async def run_batch(items):
+        batches.append(list(items))
+        await asyncio.sleep(0.05)
+        return [ValueError(i) if i == "bad" else i.upper() for i in items]
+
+    def cost(items):  # padded: texts x longest
+        return len(items) * max(len(i) for i in items)
+
+    async def scenario():
+        batcher = BudgetBatcher(run_batch, cost=cost, max_cost=8, wait_s=0.01)
+        with pytest.raises(ValueError, match="over the batch budget 8"):
+            batcher.submit("ninechars")
+        futures = [batcher.submit(t) for t in ("ab", "cd", "efgh", "gone", "bad", "ij")]
+        futures[3].cancel()  # a timed-out request: never run
+        return await asyncio.wait_for(asyncio.gather(*futures, return_exceptions=True), 10)
+
+    results = asyncio.run(scenario())
+    assert results[:3] == ["AB", "CD", "EFGH"] and isinstance(results[3], asyncio.CancelledError)
+    assert isinstance(results[4], ValueError) and results[5] == "IJ"  # a failed item is its caller's result only
+    assert batches == [["ab", "cd"], ["efgh", "bad"], ["ij"]]  # in order, each within 8 padded characters
