@@ -1,9 +1,9 @@
 """Dynamic batching under a budget, with batches formed when the model is free (as TEI does).
 
 Ray Serve's `@serve.batch` forms a batch as soon as its wait ends and then queues it behind the running one, so under
-load the replica runs a line of small batches: 8 clients sending one text each got 2 texts per forward pass
-(benchmarks/results/serve_throughput.txt). Here one loop takes the next batch from the queue only after the previous
-one has finished, so everything that arrived meanwhile shares it, up to the budget.
+load the replica runs a line of small batches (texts that arrive one by one during a forward pass each start their
+own). Here one loop takes the next batch from the queue only after the previous one has finished, so everything that
+arrived meanwhile shares it, up to the budget (benchmarks/results/serve_throughput.txt: texts per forward pass).
 """
 
 import asyncio
