@@ -47,11 +47,11 @@ def make_tokenizer():
     return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>")
 
 
-def tiny_text_config(family: str = "llama", vocab_size: int = 300) -> dict:
+def tiny_text_config(family: str = "llama", vocab_size: int = 300, num_hidden_layers: int = 2) -> dict:
     base = dict(
         hidden_size=32,
         intermediate_size=64,
-        num_hidden_layers=2,
+        num_hidden_layers=num_hidden_layers,
         num_attention_heads=4,
         vocab_size=vocab_size,
         max_position_embeddings=256,
@@ -65,11 +65,11 @@ def tiny_latent_config() -> dict:
     return dict(num_latents_value=16, num_cross_heads=2, hidden_dim=32, latent_dim=32, cross_dim_head=8)
 
 
-def build_causal_lm_folder(path: Path, family: str = "llama") -> Path:
+def build_causal_lm_folder(path: Path, family: str = "llama", num_hidden_layers: int = 2) -> Path:
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    config = dict(tiny_text_config(family))
+    config = dict(tiny_text_config(family, num_hidden_layers=num_hidden_layers))
     model_type = config.pop("model_type")
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_config(AutoConfig.for_model(model_type, **config))
@@ -90,6 +90,16 @@ def tiny_nvembed_folder(tiny_causal_lm, tmp_path_factory) -> Path:
 
     out = tmp_path_factory.mktemp("tiny-nvembed")
     return convert(tiny_causal_lm, out, num_latents=16, num_heads=2, cross_dim_head=8, latent_init="random")
+
+
+@pytest.fixture(scope="session")
+def tiny_nvembed_folder_4_layers(tmp_path_factory) -> Path:
+    """As `tiny_nvembed_folder` with 4 decoder layers, so that "the top k layers" and "the layers from k up" differ."""
+    from convert_to_nvembed import convert
+
+    source = build_causal_lm_folder(tmp_path_factory.mktemp("tiny-causal-lm-4-layers"), num_hidden_layers=4)
+    out = tmp_path_factory.mktemp("tiny-nvembed-4-layers")
+    return convert(source, out, num_latents=16, num_heads=2, cross_dim_head=8, latent_init="random")
 
 
 @pytest.fixture()

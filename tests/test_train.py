@@ -17,7 +17,7 @@ from transformers import TrainerCallback
 from modeling_nvembed import format_instruction
 from train import pipeline
 from train.config import RunConfig, StageConfig, load_config
-from train.losses import HardNegativesOnlyRankingLoss
+from train.losses import DistilledHardNegativesOnlyRankingLoss, HardNegativesOnlyRankingLoss
 
 
 WORDS = (
@@ -127,6 +127,66 @@ def test_stage2_loss_matches_hand_computed_infonce_without_in_batch_negatives(ti
     assert loss.scale == 2.0 and loss.model is model
     with pytest.raises(ValueError, match="negative"):
         loss.compute_loss_from_embeddings([anchor, positive], None)
+
+
+def softmax(scores: list[float]) -> list[float]:
+    total = sum(math.exp(x) for x in scores)
+    return [math.exp(x) / total for x in scores]
+
+
+def kl_divergence(p: list[float], q: list[float]) -> float:
+    return sum(a * math.log(a / b) for a, b in zip(p, q))
+
+
+def test_distilled_stage2_loss_matches_hand_computed_infonce_plus_kl(tiny_nvembed_folder, tmp_path):
+    """The loss demo.yaml and train.yaml give non-retrieval tasks in stage 2: each anchor's own-row InfoNCE (as above)
+    + distill_weight * KL(teacher softmax || student softmax) over every candidate of the batch, by hand."""
+    model = pipeline.load_for_training(tiny_nvembed_folder, run_config(tmp_path, tiny_nvembed_folder), "cpu")
+    loss = DistilledHardNegativesOnlyRankingLoss(model, scale=2.0, distill_weight=0.5, teacher_scale=4.0)
+    anchor = torch.tensor([[2.0, 0.0], [0.0, 3.0]])
+    positive = torch.tensor([[0.6, 0.8], [1.6, 1.2]])
+    negative_1 = torch.tensor([[0.0, 5.0], [3.0, 4.0]])
+    # Teacher vectors (3-d, unit length), each row's (anchor, positive, negative_1) concatenated: the `label` column
+    teacher = torch.tensor(
+        [
+            [1.0, 0.0, 0.0] + [0.0, 1.0, 0.0] + [0.0, 0.0, 1.0],
+            [0.0, 1.0, 0.0] + [0.6, 0.8, 0.0] + [0.0, 0.6, 0.8],
+        ]
+    )
+    # The batch's candidates in MNRL's order: positive 0, positive 1, negative_1 0, negative_1 1. Cosines to each
+    # anchor, read off the vectors above (student) and dot products of the teacher's:
+    student = [(0.6, 0.8, 0.0, 0.6), (0.8, 0.6, 1.0, 0.8)]
+    teacher_scores = [(0.0, 0.6, 0.0, 0.0), (1.0, 0.8, 0.0, 0.6)]
+    own_rows = [(0.6, 0.0), (0.6, 0.8)]  # each anchor's own (positive, negative_1)
+    infonce = sum(-2 * c[0] + math.log(sum(math.exp(2 * x) for x in c)) for c in own_rows) / 2
+
+    def kl(student_scale: float, teacher_scale: float) -> float:
+        return sum(
+            kl_divergence(softmax([teacher_scale * x for x in t]), softmax([student_scale * x for x in s]))
+            for s, t in zip(student, teacher_scores)
+        ) / len(student)
+
+    by_hand = infonce + 0.5 * kl(2.0, 4.0)
+    value = loss.compute_loss_from_embeddings([anchor, positive, negative_1], teacher)
+    assert value.item() == pytest.approx(by_hand, rel=1e-5)
+    # The check tells the terms apart: the KL term is not small, and swapped temperatures or the reverse KL give
+    # other values
+    assert 0.5 * kl(2.0, 4.0) > 0.1
+    assert abs(by_hand - (infonce + 0.5 * kl(4.0, 2.0))) > 0.01
+    reverse = sum(
+        kl_divergence(softmax([2 * x for x in s]), softmax([4 * x for x in t]))
+        for s, t in zip(student, teacher_scores)
+    ) / len(student)
+    assert abs(by_hand - (infonce + 0.5 * reverse)) > 0.01
+    assert loss.compute_loss_from_embeddings([anchor, positive, negative_1], teacher).item() == pytest.approx(
+        HardNegativesOnlyRankingLoss(model, scale=2.0)
+        .compute_loss_from_embeddings([anchor, positive, negative_1], None)
+        .item()
+        + 0.5 * kl(2.0, 4.0),
+        rel=1e-5,
+    )
+    with pytest.raises(ValueError, match="label"):
+        loss.compute_loss_from_embeddings([anchor, positive, negative_1], None)
 
 
 @pytest.mark.parametrize("cached_loss", [False, True])
@@ -447,18 +507,32 @@ def test_cached_loss_checkpointing_and_full_fine_tuning_take_effect(tiny_causal_
 
 
 @pytest.mark.parametrize("lora", [True, False])
-def test_train_layers_changes_only_the_top_layers(tiny_nvembed_folder, toy_data, tmp_path, lora):
-    """The tiny backbone has 2 layers; with train_layers: 1 only layer 1 (and the latent block) may change."""
+@pytest.mark.parametrize("k", [1, 3])
+def test_train_layers_changes_exactly_the_top_k_layers(tiny_nvembed_folder_4_layers, toy_data, tmp_path, lora, k):
+    """On a 4-layer backbone, train_layers: k trains layers 4 - k .. 3 (and the latent block), nothing below: with
+    k = 3 "the top 3" is {1, 2, 3} where "from layer 3 up" is {3}; with k = 1 "the top 1" is {3} where "from layer 1
+    up" is {1, 2, 3} (on 2 layers the two readings agree)."""
     stage = StageConfig(tasks=["toy_retrieval"], max_steps=2, batch_size=8, learning_rate=1e-3, num_hard_negatives=0)
-    cfg = run_config(tmp_path, tiny_nvembed_folder, stages=[stage], lora=lora, train_layers=1)
+    cfg = run_config(tmp_path, tiny_nvembed_folder_4_layers, stages=[stage], lora=lora, train_layers=k)
     changed = changed_weights(cfg, pipeline.train(cfg))
-    below = [k for k in changed if ".layers.0." in k or "embed_tokens" in k]
-    top = [k for k in changed if ".layers.1." in k and k.endswith("proj.weight")]
-    assert below and not any(changed[k] for k in below), [k for k in below if changed[k]]
-    assert len(top) == len(pipeline.LORA_TARGETS) and all(changed[k] for k in top), top
-    assert any(changed[k] for k in changed if k.startswith("latent_attention_model."))
-    if lora:  # LoRA adapts the projections only: the top layer's norms and the final norm stay as they were
-        assert not any(changed[k] for k in changed if "norm" in k and k.startswith("embedding_model."))
+
+    def layer(key: str) -> int | None:
+        parts = key.split(".")
+        return (
+            int(parts[parts.index("layers") + 1]) if "layers" in parts and key.startswith("embedding_model.") else None
+        )
+
+    layers = {layer(key) for key in changed} - {None}
+    assert layers == {0, 1, 2, 3}, sorted(layers)
+    trained = {layer(key) for key in changed if changed[key]} - {None}
+    assert trained == set(range(4 - k, 4)), (k, sorted(trained))
+    for index in trained:  # every adapted projection of each trained layer moved
+        projections = [key for key in changed if layer(key) == index and key.endswith("proj.weight")]
+        assert len(projections) == len(pipeline.LORA_TARGETS) and all(changed[key] for key in projections), projections
+    assert not any(changed[key] for key in changed if "embed_tokens" in key)
+    assert any(changed[key] for key in changed if key.startswith("latent_attention_model."))
+    if lora:  # LoRA adapts the projections only: the top layers' norms and the final norm stay as they were
+        assert not any(changed[key] for key in changed if "norm" in key and key.startswith("embedding_model."))
 
 
 def run_pipeline_until_stage2_step(config_path: str, marker: str, step: int) -> None:
