@@ -143,8 +143,10 @@ def load_model(spec: str, max_seq_length: int | None = None) -> Any:
 
 
 def folder_revision(path: Path) -> str:
-    """A short fingerprint of a model folder's weights (names, sizes, mtimes): the revision mteb records, so results
-    reused with `--resume` can never belong to an earlier model saved in the same folder."""
+    """A short fingerprint of a model folder's weights and configs (each file's name and the SHA-256 of its content):
+    the revision mteb records, so results reused with `--resume` can never belong to an earlier model saved in the
+    same folder, even one of the same size written within the file system's mtime resolution (or copied with its
+    mtime kept). Reads every weight file once (about a second per GB)."""
     import hashlib
 
     weights = sorted(p for p in path.rglob("*") if p.suffix in {".safetensors", ".bin", ".json"} and p.is_file())
@@ -152,8 +154,9 @@ def folder_revision(path: Path) -> str:
         raise FileNotFoundError(f"{path} holds no weights or config files")
     digest = hashlib.sha256()
     for p in weights:
-        stat = p.stat()
-        digest.update(f"{p.relative_to(path)}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
+        with open(p, "rb") as f:
+            content = hashlib.file_digest(f, "sha256").hexdigest()
+        digest.update(f"{p.relative_to(path)}:{content}\n".encode())
     return digest.hexdigest()[:12]
 
 

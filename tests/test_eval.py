@@ -290,6 +290,28 @@ def test_folder_revision_changes_when_weights_change(tmp_path):
     assert folder_revision(tmp_path) == before
     (tmp_path / "model.safetensors").write_bytes(b"b" * 11)
     assert folder_revision(tmp_path) != before
+
+
+def test_folder_revision_sees_a_same_size_same_mtime_change(tmp_path):
+    """A model re-saved with weights of the same size and the old mtime (a copy with `cp -p`, or a save within the
+    file system's mtime resolution) is another revision: the fingerprint reads the content."""
+    import os
+
+    from eval.models import folder_revision
+
+    (tmp_path / "config.json").write_text("{}")
+    weights = tmp_path / "model.safetensors"
+    weights.write_bytes(b"a" * 10)
+    stat = weights.stat()
+    before = folder_revision(tmp_path)
+    weights.write_bytes(b"a" * 9 + b"b")
+    os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert (weights.stat().st_size, weights.stat().st_mtime_ns) == (stat.st_size, stat.st_mtime_ns)
+    assert folder_revision(tmp_path) != before
+    weights.write_bytes(b"a" * 10)  # the same content again: the same revision, whatever the mtime
+    assert folder_revision(tmp_path) == before
+    (tmp_path / "config.json").write_text("[]")  # configs count too (same size)
+    assert folder_revision(tmp_path) != before
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="no weights"):
         folder_revision(tmp_path / "empty")
