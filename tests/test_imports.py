@@ -2,7 +2,8 @@
 
 Read from the source with `ast` (nothing is imported), counting imports inside functions too: a lazy import hides a
 circle from Python but not from a reader. A helper that two modules both need lives in a module below both
-(`train/cache.py`, `eval/layout.py`, `nvembed_defaults.py`).
+(`train/cache.py`, `eval/layout.py`, `nvembed_defaults.py`, `train/data/info_manuals.py`,
+`train/data/local_or_hub.py`).
 """
 
 import ast
@@ -13,14 +14,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("train", "eval", "publish", "corpus", "serve", "benchmarks")
-
-# Packages whose inner circles are known and owned by work in progress: a circle of modules all inside one of them is
-# tolerated, and the package must still have one (the test below fails once it is untied, so the entry goes with the
-# fix). train/data: hub.py, synthetic.py, beir.py import KIND_FEATURES / pairs_from_source / load_source from the
-# package's __init__, which imports them lazily for `datasets:` entries; those helpers belong in train/data/core.py.
-KNOWN_CYCLE_PACKAGES = {"train.data"}
-# train.monitor's dev evaluators read the out-of-domain dev split that eval/ood.py builds.
-KNOWN_TRAIN_TO_EVAL = {("train.monitor", "eval.ood")}
 
 
 def module_files() -> dict[str, Path]:
@@ -90,7 +83,8 @@ def test_graph_sees_the_imports_it_must(graph):
     # The reader itself: a lazy import inside a function, a relative import and a `from package import module`.
     assert "train.cache" in graph["train.distill"]
     assert "eval.layout" in graph["eval.ood"]
-    assert "train.data" in graph["train.data.hub"]
+    assert "train.data" in graph["train.data.__main__"]  # `from . import TASKS, ...`
+    assert "train.data.tasks" in graph["train.data.hub"]  # `from .tasks import KIND_FEATURES`
     assert "eval.ood" in graph["eval.export"]  # `from eval import ood`, inside export()
 
 
@@ -99,19 +93,13 @@ def test_cycle_finder_finds_a_circle():
     assert cycles({"a": {"b"}, "b": set()}) == []
 
 
-def known(cycle: frozenset[str]) -> str | None:
-    return next((p for p in KNOWN_CYCLE_PACKAGES if all(m == p or m.startswith(p + ".") for m in cycle)), None)
-
-
 def test_no_import_circles(graph):
-    found = cycles(graph)
-    new = [sorted(c) for c in found if known(c) is None]
-    assert not new, f"import circles: {new}; move what both sides need into a module below both"
-    untied = KNOWN_CYCLE_PACKAGES - {known(c) for c in found}
-    assert not untied, f"{sorted(untied)} has no circle left: remove it from KNOWN_CYCLE_PACKAGES"
+    found = [sorted(c) for c in cycles(graph)]
+    assert not found, f"import circles: {found}; move what both sides need into a module below both"
 
 
 def test_training_does_not_import_evaluation(graph):
     edges = {(m, t) for m, targets in graph.items() if m.startswith("train") for t in targets if t.startswith("eval")}
-    assert edges <= KNOWN_TRAIN_TO_EVAL, f"train imports eval: {sorted(edges - KNOWN_TRAIN_TO_EVAL)}"
-    assert KNOWN_TRAIN_TO_EVAL <= edges, f"{sorted(KNOWN_TRAIN_TO_EVAL - edges)} is gone: remove it from the list"
+    assert not edges, (
+        f"train imports eval: {sorted(edges)}; move what both need below both (train/ or a shared module)"
+    )

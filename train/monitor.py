@@ -2,8 +2,8 @@
 dev sets, in-domain and out-of-domain), the whole run's progress with an ETA, and the learning curve (dev score
 against CPU-minutes) as JSONL and PNG in the run's folder.
 
-The dev sets come from `train.data` (dev splits) and `eval.ood` (dev split of the out-of-domain tasks); the test
-splits are never read here.
+The dev sets come from `train.data` (dev splits) and `train.data.info_manuals` (dev split of the out-of-domain tasks
+that `eval/ood.py` evaluates); the test splits are never read here.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ CLASSIFICATION_DEV = ("debian_section",)
 @functools.lru_cache(maxsize=None)  # read once per process: the demo scores four systems, a run every eval_steps
 def _retrieval_rows(task: str) -> tuple[dict, ...]:
     if task == "info_section":
-        from eval.ood import build
+        from train.data.info_manuals import build
 
         return tuple(build()["info_section"]["dev"])
     from train.data import load_source
@@ -40,8 +40,8 @@ def _retrieval_rows(task: str) -> tuple[dict, ...]:
 
 
 def _instruction(task: str) -> str:
-    from eval.ood import INSTRUCTIONS
     from train.data import TASKS
+    from train.data.info_manuals import INSTRUCTIONS
 
     return TASKS[task].instruction if task in TASKS else INSTRUCTIONS[task]
 

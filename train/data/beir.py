@@ -39,6 +39,8 @@ from pathlib import Path
 
 import datasets
 
+from .local_or_hub import _load_hub, looks_like_path
+
 
 logger = logging.getLogger(__name__)
 
@@ -99,8 +101,6 @@ def _qrel_tuples(rows, where) -> list[tuple[str, str, float]]:
 
 
 def _hub_tables(name: str, split: str) -> BeirTables:
-    from .hub import _load_hub
-
     corpus = _load_hub(name, "corpus", "corpus")
     queries = _load_hub(name, "queries", "queries")
     qrels = _load_hub(name, "default", split)
@@ -119,8 +119,6 @@ def load_beir_tables(name_or_path: str | Path, split: str = "train") -> BeirTabl
         FileNotFoundError: ``name_or_path`` looks like a path but does not exist.
         train.data.hub.HubUnavailableError: A Hub name, and the Hub is unreachable or offline without a cache.
     """
-    from .hub import looks_like_path
-
     name = str(name_or_path)
     path = Path(name).expanduser()
     if path.is_dir():

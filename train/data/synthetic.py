@@ -57,7 +57,7 @@ from pathlib import Path
 
 import datasets
 
-from . import KIND_FEATURES, default_cache_dir, get_task, load_source
+from .tasks import KIND_FEATURES, default_cache_dir, get_task, load_source
 
 
 logger = logging.getLogger(__name__)
