@@ -16,17 +16,10 @@ import argparse
 import importlib.util
 
 import torch
-from _common import (
-    Report,
-    converted_folder,
-    interleaved,
-    load_model,
-    median,
-    pick_dtype,
-    set_threads,
-    spread,
-    token_batch,
-)
+from _model import converted_folder, load_model, pick_dtype
+from _report import Report
+from _texts import token_batch
+from _timing import interleaved, median, set_threads, spread
 
 
 def set_kernel(backbone, name: str) -> None:

@@ -20,7 +20,9 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from _common import Report, cpu_flags, interleaved, median, mixed_corpus, set_threads, spread, text_token_ids
+from _report import Report, cpu_flags
+from _texts import mixed_corpus, text_token_ids
+from _timing import interleaved, median, set_threads, spread
 
 
 def texts_of(tokenizer, count: int, tokens: int, offset: int = 0) -> list[str]:

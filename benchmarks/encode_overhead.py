@@ -22,18 +22,10 @@ import types
 
 import torch
 import torch.nn.functional as F
-from _common import (
-    Report,
-    converted_folder,
-    interleaved,
-    load_model,
-    median,
-    mixed_corpus,
-    pick_dtype,
-    set_threads,
-    spread,
-    token_batch,
-)
+from _model import converted_folder, load_model, pick_dtype
+from _report import Report
+from _texts import mixed_corpus, token_batch
+from _timing import interleaved, median, set_threads, spread
 
 
 def padded_forward(self, hidden_states: torch.Tensor, pool_mask: torch.Tensor) -> torch.Tensor:

@@ -57,7 +57,11 @@ import urllib.request
 from pathlib import Path
 
 import torch
-from _common import RESULTS, ROOT, Report, converted_folder, sync, token_batch
+from _model import converted_folder
+from _paths import RESULTS, ROOT
+from _report import Report
+from _texts import token_batch
+from _timing import sync
 
 
 OUT = RESULTS / "gpu"
@@ -116,7 +120,7 @@ def model_folder(dry_run: bool, work: Path) -> Path:
 
 
 def check_train_steps(device: str, folder: Path, dry_run: bool, steps: int, work: Path) -> dict:
-    from _common import mixed_corpus
+    from _texts import mixed_corpus
     from sentence_transformers.sentence_transformer.losses import CachedMultipleNegativesRankingLoss
 
     from modeling_nvembed import format_instruction
@@ -193,7 +197,7 @@ def check_train_steps(device: str, folder: Path, dry_run: bool, steps: int, work
 
 
 def check_encode(device: str, folder: Path, lengths, batch_size: int, repeats: int) -> dict:
-    from _common import load_model
+    from _model import load_model
     from attention_path import set_kernel
 
     dtype = torch.bfloat16 if device == "cuda" else torch.float32

@@ -15,18 +15,10 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from _common import (
-    Report,
-    converted_folder,
-    cpu_flags,
-    interleaved,
-    load_model,
-    median,
-    mixed_corpus,
-    set_threads,
-    spread,
-    token_batch,
-)
+from _model import converted_folder, load_model
+from _report import Report, cpu_flags
+from _texts import mixed_corpus, token_batch
+from _timing import interleaved, median, set_threads, spread
 
 
 def main():

@@ -38,7 +38,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import Report, converted_folder  # noqa: E402
+from _model import converted_folder  # noqa: E402
+from _report import Report  # noqa: E402
 
 
 WORDS = (

@@ -20,23 +20,11 @@ import time
 from pathlib import Path
 
 import torch
-from _common import (
-    Report,
-    converted_folder,
-    forward_memory,
-    interleaved,
-    load_model,
-    maxrss_mib,
-    median,
-    mixed_corpus,
-    pick_dtype,
-    rss_mib,
-    run_child,
-    set_threads,
-    spread,
-    sync,
-    token_batch,
-)
+from _memory import forward_memory, maxrss_mib, rss_mib, run_child
+from _model import converted_folder, load_model, pick_dtype
+from _report import Report
+from _texts import mixed_corpus, token_batch
+from _timing import interleaved, median, set_threads, spread, sync
 
 
 def child(args) -> None:

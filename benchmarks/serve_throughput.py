@@ -25,7 +25,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import Report, median, set_threads, spread  # noqa: E402
+from _report import Report  # noqa: E402
+from _timing import median, set_threads, spread  # noqa: E402
 from cpu_fast_path import texts_of  # noqa: E402
 
 

@@ -24,20 +24,12 @@ import time
 from pathlib import Path
 
 import torch
-from _common import (
-    ROOT,
-    Report,
-    converted_folder,
-    forward_memory,
-    maxrss_mib,
-    median,
-    mixed_corpus,
-    rss_mib,
-    run_child,
-    set_threads,
-    spread,
-    sync,
-)
+from _memory import forward_memory, maxrss_mib, rss_mib, run_child
+from _model import converted_folder
+from _paths import ROOT
+from _report import Report
+from _texts import mixed_corpus
+from _timing import median, set_threads, spread, sync
 
 
 VARIANTS = {
