@@ -44,6 +44,11 @@ class StageConfig:
     max_examples_per_task: int | dict[str, int] | None = None
     max_seq_length: int | None = None
 
+    def cap(self, task: str) -> int | None:
+        """`max_examples_per_task` for `task`: its own entry of a mapping, else the one number (None: all)."""
+        caps = self.max_examples_per_task
+        return caps.get(task) if isinstance(caps, dict) else caps
+
     def __post_init__(self):
         caps = self.max_examples_per_task
         if isinstance(caps, dict):

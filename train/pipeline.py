@@ -198,8 +198,7 @@ def stage_datasets(stage: StageConfig, cfg: RunConfig, miner) -> tuple[dict, dic
     datasets, prompts, kinds = {}, {}, {}
     for task in stage.tasks:
         if task == GEOMETRY_TASK:
-            cap = stage.max_examples_per_task
-            data = geometry_texts(cap.get(task) if isinstance(cap, dict) else cap, cfg.seed)
+            data = geometry_texts(stage.cap(task), cfg.seed)
             datasets[task] = with_teacher_vectors(data, task, cfg, miner)
             kinds[task] = GEOMETRY_TASK  # no prompt: plain encode() is what this entry trains
             continue
@@ -210,8 +209,7 @@ def stage_datasets(stage: StageConfig, cfg: RunConfig, miner) -> tuple[dict, dic
             data = dataset_pairs(task, cfg, stage.label_negatives)
         else:
             data = training_pairs(task, stage.label_negatives)
-        cap = stage.max_examples_per_task
-        cap = cap.get(task) if isinstance(cap, dict) else cap
+        cap = stage.cap(task)
         if cap is not None:
             data = data.select(range(min(len(data), cap)))
         data = data.remove_columns([c for c in data.column_names if c == "task"])
@@ -325,9 +323,9 @@ def teacher_key(cfg: RunConfig) -> str:
     """A short name of the teacher for cache folders: cached vectors of one teacher are never read for another."""
     if cfg.teacher_model is None:
         return "minilm"
-    return hashlib.sha256(
-        str(Path(cfg.teacher_model).resolve() if Path(cfg.teacher_model).exists() else cfg.teacher_model).encode()
-    ).hexdigest()[:10]
+    path = Path(cfg.teacher_model)
+    name = str(path.resolve()) if path.exists() else cfg.teacher_model
+    return hashlib.sha256(name.encode()).hexdigest()[:10]
 
 
 def geometry_texts(limit: int | None, seed: int) -> Dataset:
@@ -342,8 +340,9 @@ def geometry_texts(limit: int | None, seed: int) -> Dataset:
         texts.extend(load_source(task)["train"]["passage"])
     seen, unique = set(), []
     for text in texts:
-        if normalize(text) not in seen:
-            seen.add(normalize(text))
+        key = normalize(text)
+        if key not in seen:
+            seen.add(key)
             unique.append(text)
     unique.sort(key=lambda t: (stable_hash(f"{seed}:{t}"), t))
     return Dataset.from_dict({"anchor": unique[:limit] if limit is not None else unique})
