@@ -3,7 +3,8 @@
     python -m serve ./nvembed [--host 127.0.0.1] [--port 8000] [--address ray://HEAD:10001] [--replicas N]
 
 Endpoints:
-    POST /v1/embeddings   the OpenAI API: `input` (a string or a list of strings), `model`, `encoding_format`
+    POST /v1/embeddings   the OpenAI API: `input` (a string, a list of strings, or token ids: one list of ints or a
+                          list of them, see "Token ids" below), `model`, `encoding_format`
                           ("float" or "base64": little-endian float32), `dimensions` (only the model's own: it was
                           not trained with Matryoshka losses, so truncated vectors would be meaningless), `user`;
                           plus `instruction` (a task description, formatted with the model's instruction template,
@@ -23,6 +24,13 @@ texts of all requests into forward passes of at most `max_batch_tokens` padded t
 `max_batch_size` texts, formed when the model is free (everything that arrived during the last pass joins the next,
 which waits at most `batch_wait_timeout_s` more while it has room), so concurrent requests share batches. A forward
 pass that fails is retried one request at a time, so only the request whose texts fail gets the error (a 500).
+
+Token ids (`input: [ids]` or `[[ids], ...]`, as OpenAI, vLLM and TEI take them) are the model tokenizer's ids of
+the text alone, as `tokenizer(text, add_special_tokens=False)` gives them: the server adds what it adds to a string,
+the tokenizer's own special tokens (for SmolLM2's, the EOS after the text) and the instruction's tokens before the
+ids, so `input: [ids]` gives the vector of `input: text` whenever the instruction and the text do not merge into one
+token across their boundary (the model's instruction template ends in a newline, where they do not). Ids outside the
+vocabulary, empty id lists and mixed lists of texts and ids are refused (400); `truncate` cuts the ids from the end.
 
 Every error is answered in OpenAI's format (`{"error": {"message", "type", "param", "code"}}`), 5xx included, and the
 server stays up: 400 for bad input (an empty or too long text, too many inputs or tokens, wrong types, unknown fields
@@ -67,12 +75,11 @@ logger = logging.getLogger(__name__)
 
 
 class EmbeddingRequest(BaseModel):
-    """The body of `POST /v1/embeddings` (OpenAI's, token-id inputs aside, plus `instruction` / `prompt_name` /
-    `truncate`)."""
+    """The body of `POST /v1/embeddings` (OpenAI's, plus `instruction` / `prompt_name` / `truncate`)."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    input: str | list[str]
+    input: str | list[str] | list[int] | list[list[int]]
     model: str
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: int | None = Field(default=None, gt=0)
@@ -136,6 +143,17 @@ def batch_cost(items: list[QueuedText]) -> float:
     return len(items) * max(max(item.tokens for item in items), items[0].floor)
 
 
+def special_token_wrap(tokenizer) -> tuple[list[int], list[int]] | None:
+    """The special tokens `tokenizer` puts before and after a text's own tokens (SmolLM2's: none before, EOS after;
+    Llama's: BOS before), read off one tokenized text; None when its own tokens are not found whole in the result."""
+    core = tokenizer("a b", add_special_tokens=False, verbose=False)["input_ids"]
+    full = tokenizer("a b", verbose=False)["input_ids"]
+    for start in range(len(full) - len(core) + 1):
+        if full[start : start + len(core)] == core:
+            return full[:start], full[start + len(core) :]
+    return None
+
+
 class NVEmbedEncoder:
     """The model side of a replica, apart from Ray Serve: tokenizes and checks texts, embeds batches of them.
 
@@ -176,6 +194,7 @@ class NVEmbedEncoder:
         self.max_request_tokens = max_request_tokens or max_inputs * self.max_tokens
         self.tokenizer_pool = ThreadPoolExecutor(max(1, tokenization_workers), thread_name_prefix="tokenize")
         self._thread = threading.local()
+        self.special_wrap = special_token_wrap(self.model.tokenizer)
 
     def _tokenizer(self):
         """This thread's own copy of the tokenizer (the model's own is used only by the thread that encodes)."""
@@ -209,6 +228,55 @@ class NVEmbedEncoder:
         if empty:
             raise APIError(400, f"input[{empty[0]}] is empty (or only whitespace)", "input")
 
+    def check_ids(self, inputs: list[list[int]]) -> None:
+        """What can be refused in token-id input: no inputs, too many, empty ones, ids outside the vocabulary."""
+        if len(inputs) > self.max_inputs:
+            raise APIError(400, f"`input` has {len(inputs)} token lists; this server takes at most "
+                                f"{self.max_inputs} per request", "input")  # fmt: skip
+        if self.special_wrap is None:
+            raise APIError(400, "this model's tokenizer does not add its special tokens around a text in a way the "
+                                "server can repeat for token ids; send texts", "input")  # fmt: skip
+        vocabulary = len(self.model.tokenizer)
+        for i, ids in enumerate(inputs):
+            if not ids:
+                raise APIError(400, f"input[{i}] is an empty list of token ids", "input")
+            bad = next((t for t in ids if not 0 <= t < vocabulary), None)
+            if bad is not None:
+                raise APIError(400, f"input[{i}] holds the token id {bad}, outside this model's vocabulary "
+                                    f"(0 to {vocabulary - 1})", "input")  # fmt: skip
+
+    def tokenize_ids(self, inputs: list[list[int]], prompt: str, truncate: bool = False) -> tuple[list[dict], int]:
+        """Features of token-id inputs as `tokenize` would give for their texts: the tokenizer's leading special
+        tokens, the prompt's tokens, the ids, its trailing special tokens (`special_token_wrap`); the same limits."""
+        tokenizer = self._tokenizer()
+        head, tail = self.special_wrap
+        head = head + (tokenizer(prompt, add_special_tokens=False, verbose=False)["input_ids"] if prompt else [])
+        room = self.max_tokens - len(head) - len(tail)
+        too_long = [i for i, ids in enumerate(inputs) if len(ids) > room]
+        if too_long and not truncate:
+            i = too_long[0]
+            raise APIError(400, f"input[{i}] is {len(inputs[i]) + len(head) + len(tail)} tokens (instruction and "
+                                f"special tokens included); this model takes at most {self.max_tokens}. Shorten or "
+                                'split it, or pass "truncate": true', "input")  # fmt: skip
+        if too_long and room <= 0:
+            raise APIError(400, f"the instruction alone is {self.max_tokens} tokens or more; truncating the "
+                                "input cannot help", "instruction")  # fmt: skip
+        extra = {name: 0 for name in ("token_type_ids",) if name in tokenizer.model_input_names}
+        features = []
+        for ids in inputs:
+            input_ids = head + list(ids[:room]) + tail
+            features.append({"input_ids": input_ids, "attention_mask": [1] * len(input_ids)}
+                            | {name: [value] * len(input_ids) for name, value in extra.items()})  # fmt: skip
+        return features, self.check_request_tokens(features)
+
+    def check_request_tokens(self, features: list[dict]) -> int:
+        tokens = sum(len(f["input_ids"]) for f in features)
+        if tokens > self.max_request_tokens:
+            raise APIError(400, f"the request is {tokens} tokens; this server takes at most "
+                                f"{self.max_request_tokens} per request. Send fewer texts per request",
+                           "input")  # fmt: skip
+        return tokens
+
     def tokenize(self, texts: list[str], prompt: str, truncate: bool = False) -> tuple[list[dict], int]:
         """Tokenize `prompt + text` for each text (once: the batch embeds these tokens); refuse texts over
         `max_tokens` unless `truncate`, and requests over `max_request_tokens`. Returns each text's features and the
@@ -229,12 +297,7 @@ class NVEmbedEncoder:
             cut = tokenizer([prompt + texts[i] for i in too_long], truncation=True, max_length=self.max_tokens)
             for k, i in enumerate(too_long):
                 features[i] = {key: cut[key][k] for key in cut}
-        tokens = sum(len(f["input_ids"]) for f in features)
-        if tokens > self.max_request_tokens:
-            raise APIError(400, f"the request is {tokens} tokens; this server takes at most "
-                                f"{self.max_request_tokens} per request. Send fewer texts per request",
-                           "input")  # fmt: skip
-        return features, tokens
+        return features, self.check_request_tokens(features)
 
     def forward(self, items: list[QueuedText]) -> list[np.ndarray]:
         """Embed tokenized texts, one forward pass per distinct prompt; float32 vectors in input order."""
@@ -470,10 +533,16 @@ class NVEmbedServer:
         body = await self.parse(request)
         prompt = self.encoder.prompt(body)
         texts = [body.input] if isinstance(body.input, str) else body.input
-        self.encoder.check_texts(texts)
+        if texts and not isinstance(texts[0], str):  # token ids: one list of ints is one input
+            texts = [texts] if isinstance(texts[0], int) else texts
+            self.encoder.check_ids(texts)
+            tokenize = self.encoder.tokenize_ids
+        else:
+            self.encoder.check_texts(texts)
+            tokenize = self.encoder.tokenize
         loop = asyncio.get_running_loop()
         features, tokens = await loop.run_in_executor(
-            self.encoder.tokenizer_pool, self.encoder.tokenize, texts, prompt, body.truncate
+            self.encoder.tokenizer_pool, tokenize, texts, prompt, body.truncate
         )
         request_id = next(self.request_ids)
         items = [QueuedText(f, prompt, request_id, self.floor) for f in features]

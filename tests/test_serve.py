@@ -284,6 +284,38 @@ def test_truncate_cuts_long_texts_as_the_model_would(server, tiny_nvembed_folder
     assert body["usage"]["prompt_tokens"] == MAX_TOKENS + len(cut.tokenizer(TEXTS[0])["input_ids"])
 
 
+def test_token_id_input_gives_the_vectors_of_its_text(server, model):
+    """Token ids are the text's own (no special tokens): the server adds the tokenizer's special tokens and the
+    instruction, so ids give the text's vector, plain, instructed and cut by `truncate` alike."""
+    ids = [model.tokenizer(t, add_special_tokens=False)["input_ids"] for t in TEXTS]
+    openai = client(server)
+    plain = openai.embeddings.create(model=NAME, input=ids, encoding_format="float")
+    np.testing.assert_allclose(vectors(plain), model.encode(TEXTS), atol=1e-5)
+    assert plain.usage.prompt_tokens == sum(len(t) for t in model.tokenizer(TEXTS)["input_ids"])
+    one = vectors(openai.embeddings.create(model=NAME, input=ids[1], encoding_format="float"))  # one list of ints
+    np.testing.assert_allclose(one, model.encode(TEXTS[1:2]), atol=1e-5)
+    instructed = openai.embeddings.create(model=NAME, input=ids[:2], extra_body={"instruction": TASK})
+    np.testing.assert_allclose(vectors(instructed), model.encode(TEXTS[:2], prompt=format_instruction(TASK)),
+                               atol=1e-5)  # fmt: skip
+    named = vectors(openai.embeddings.create(model=NAME, input=ids[:2], extra_body={"prompt_name": "query"}))
+    np.testing.assert_allclose(named, model.encode(TEXTS[:2], prompt_name="query"), atol=1e-5)
+
+    long_text = " ".join(TEXTS * 10)
+    long_ids = model.tokenizer(long_text, add_special_tokens=False)["input_ids"]
+    by_text = post(f"{server}/v1/embeddings", {"model": NAME, "input": long_text, "truncate": True})[1]
+    status, by_ids, _ = post(f"{server}/v1/embeddings", {"model": NAME, "input": long_ids, "truncate": True})
+    assert status == 200 and by_ids["usage"] == by_text["usage"] and by_ids["usage"]["prompt_tokens"] == MAX_TOKENS
+    np.testing.assert_allclose(by_ids["data"][0]["embedding"], by_text["data"][0]["embedding"], atol=1e-5)
+
+
+def test_special_token_wrap_reads_the_tokenizers_own_special_tokens(model):
+    from serve.app import special_token_wrap
+
+    head, tail = special_token_wrap(model.tokenizer)
+    core = model.tokenizer("gzip", add_special_tokens=False)["input_ids"]
+    assert head + core + tail == model.tokenizer("gzip")["input_ids"] and head + tail  # the tiny one adds some
+
+
 BAD_REQUESTS = [
     ({"input": ""}, 400, r"input\[0\] is empty"),
     ({"input": ["fine", "   "]}, 400, r"input\[1\] is empty"),
@@ -291,8 +323,14 @@ BAD_REQUESTS = [
     ({"input": ["text"] * (MAX_INPUTS + 1)}, 400, f"at most {MAX_INPUTS} per request"),
     ({"input": "gzip deflate " * 100}, 400, rf"tokens \(instruction included\); .* at most {MAX_TOKENS}\."),
     ({"input": 123}, 400, "input"),
-    ({"input": [1, 2, 3]}, 400, "valid string"),
     ({"input": ["text", 5]}, 400, "valid string"),
+    ({"input": [[5, 6], "text"]}, 400, "valid list"),
+    ({"input": [[5, 6], []]}, 400, r"input\[1\] is an empty list of token ids"),
+    ({"input": [5, 10**7]}, 400, r"input\[0\] holds the token id 10000000, outside this model's vocabulary"),
+    ({"input": [[5], [-1]]}, 400, r"input\[1\] holds the token id -1"),
+    ({"input": [5, True]}, 400, "valid integer"),
+    ({"input": [5] * (MAX_TOKENS + 1)}, 400, rf"input\[0\] is \d+ tokens .* at most {MAX_TOKENS}\."),
+    ({"input": [[5]] * (MAX_INPUTS + 1)}, 400, f"at most {MAX_INPUTS} per request"),
     ({"input": "text", "encoding_format": "int8"}, 400, "encoding_format"),
     ({"input": "text", "dimensions": 8}, 400, "not trained with a Matryoshka loss"),
     ({"input": "text", "dimensions": "32"}, 400, "dimensions"),
