@@ -91,7 +91,8 @@ BROAD_PAIRS = 3000  # random pairs of broad dev texts for the teacher-agreement 
 
 def broad_probe(model, instructed: bool, teacher=None) -> dict[str, float]:
     """Our own dev data beyond software (train/data/broad.py; training-only tasks, dev split never trained on):
-    broad_title_section retrieval (nDCG@10 of each heading against every dev section) and, with `teacher`, how well
+    broad_title_section retrieval (nDCG@10 of each heading against every dev section), broad_paraphrase retrieval
+    (plain: a King James verse against the 500 dev verses of the World English Bible) and, with `teacher`, how well
     the model's plain cosines on random pairs of broad dev texts follow the teacher's (Spearman): the geometry
     that plain `encode()` for STS, clustering and deduplication reads."""
     import random
@@ -106,6 +107,10 @@ def broad_probe(model, instructed: bool, teacher=None) -> dict[str, float]:
     rows = load_source("broad_title_section")["dev"]
     prompt = format_instruction(TASKS["broad_title_section"].instruction) if instructed else None
     out = {"broad_section_ndcg": float(retrieval_evaluator(rows, "broad", prompt)(model)["broad_cosine_ndcg@10"])}
+    # Paraphrase (a King James verse -> the same verse in the World English Bible among 500): plain on both sides,
+    # how plain encode() is used for STS and deduplication; the task is trained without instructions.
+    paraphrases = load_source("broad_paraphrase")["dev"]
+    out["paraphrase_ndcg"] = float(retrieval_evaluator(paraphrases, "para", None)(model)["para_cosine_ndcg@10"])
     if teacher is not None:
         texts = broad_texts("dev", limit=1500)
         rng = random.Random(0)

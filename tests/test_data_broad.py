@@ -161,6 +161,42 @@ def test_sword_reader_groups_verses_into_paragraphs_per_chapter(tmp_path, monkey
     ]
 
 
+def test_bible_paraphrases_pair_verses_of_equal_chapters_and_cut_the_glossary(tmp_path, monkeypatch):
+    """KJV and WEB verses line up by (chapter, slot); a chapter of different length in the two (another
+    versification) gives no pairs, and the WEB's closing glossary (a dictionary: reserved) is cut off."""
+    monkeypatch.setenv("NVEMBED_PACKAGES_DIR", str(tmp_path))
+    glossary = ' <div sID="g1" type="glossary"/><title>World English Bible Glossary</title>Abba Abba means father.'
+    modules = {
+        ("sword-text-kjv", "engKJV2006eb"): (
+            ["", '<chapter osisID="Gen.1"/>', '<w lemma="strong:H7225">In the beginning</w> God created.',
+             "And the earth was void.", '<chapter osisID="Gen.2"/>', "Thus the heavens were finished.", "And on"],
+            ["", '<chapter osisID="Rev.22"/>', "The grace of our Lord be with you all. Amen."],
+        ),
+        ("sword-text-web", "engWEB2015eb"): (
+            ["", '<chapter osisID="Gen.1"/>', "In the beginning, God created<note>n</note>.",
+             '<title type="x-section">Day</title>The earth was empty.', '<chapter osisID="Gen.2"/>',
+             "The heavens were finished."],
+            ["", '<chapter osisID="Rev.22"/>', "The grace of the Lord be with all the saints. Amen." + glossary],
+        ),
+    }  # fmt: skip
+    for (package, module), (ot, nt) in modules.items():
+        folder = _fetched(tmp_path, package) / "usr/share/sword/modules/texts/ztext" / module
+        folder.mkdir(parents=True)
+        _write_ztext(folder, "ot", ot)
+        _write_ztext(folder, "nt", nt)
+    assert list(broad_sources.bible_paraphrases()) == [
+        ("Gen.1:1", "In the beginning God created.", "In the beginning, God created."),
+        ("Gen.1:2", "And the earth was void.", "The earth was empty."),
+        (
+            "Rev.22:1",
+            "The grace of our Lord be with you all. Amen.",
+            "The grace of the Lord be with all the saints. Amen.",
+        ),
+    ]  # Gen.2 has 2 slots in the KJV module and 1 in the WEB one: left out
+    web = [p for doc in broad_sources.world_english_bible() for s in doc.sections for p in s.paragraphs]
+    assert web[-1] == "The grace of the Lord be with all the saints. Amen." and not any("Abba" in p for p in web)
+
+
 def test_a_package_not_fetched_names_the_fetch_command(tmp_path, monkeypatch):
     monkeypatch.setenv("NVEMBED_PACKAGES_DIR", str(tmp_path))
     with pytest.raises(SourceNotFoundError, match="python -m train.data fetch"):
@@ -188,10 +224,13 @@ def fetched():
     except SourceNotFoundError as error:
         pytest.fail(f"{error}")  # `make test` fetches them; a missing package is a real failure here
     broad._read_documents.cache_clear()
-    return {name: data.TASKS[name].builder() for name in ("broad_title_section", "broad_qa", "broad_neighbours")}
+    return {name: data.TASKS[name].builder() for name in BROAD_TASKS}
 
 
-@pytest.mark.parametrize("name", ["broad_title_section", "broad_qa", "broad_neighbours"])
+BROAD_TASKS = ("broad_title_section", "broad_qa", "broad_neighbours", "broad_paraphrase")
+
+
+@pytest.mark.parametrize("name", BROAD_TASKS)
 def test_broad_tasks_keep_the_split_contract_and_are_stable(fetched, name):
     splits = fetched[name]
     data.check_splits(splits, "retrieval")  # no group or text of dev/test in train, no repeated text
@@ -214,6 +253,16 @@ def test_broad_text_is_large_varied_and_leaves_reserved_text_out(fetched):
     # manual-page sources (PostgreSQL's sql-*/app-* pages, django-admin) and glossaries are reserved
     assert not [i for i in ids if "/sql-" in i or ":sql-" in i or ":app-" in i or "django-admin" in i]
     assert not [i for i in ids if "gloss" in i.lower()]
+    every_text = [
+        row[c] for task in fetched.values() for rows in task.values() for row in rows for c in ("query", "passage")
+    ]
+    assert not [t for t in every_text if "World English Bible (WEB) are not very common" in t]  # the WEB's glossary
+    paraphrases = fetched["broad_paraphrase"]
+    assert len(paraphrases["train"]) > 20_000
+    assert all(
+        core.normalize(r["query"]) != core.normalize(r["passage"]) for rows in paraphrases.values() for r in rows
+    )
+    assert data.TASKS["broad_paraphrase"].instruction == ""  # plain rows: no prompt on either side
     evaluated = broad._evaluated_shingles(broad._info_dir())
     sample = [row["passage"] for rows in fetched["broad_neighbours"].values() for row in rows[:2000]]
     assert evaluated and not [p for p in sample if broad.shingles(p) & evaluated]

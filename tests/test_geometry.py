@@ -181,3 +181,20 @@ def test_a_run_with_the_geometry_entry_saves_a_folder_whose_query_prompt_is_a_re
     prompts = json.loads((final / "config_sentence_transformers.json").read_text())["prompts"]
     assert GEOMETRY_TASK not in prompts
     assert prompts["query"] == prompts["toy_retrieval"]
+
+
+def test_a_task_with_an_empty_instruction_trains_and_saves_with_no_prompt(tiny_nvembed_folder, monkeypatch, tmp_path):
+    """broad_paraphrase's kind of task: plain rows, no prompt on either side in training, "" in the folder, and never
+    the folder's "query" prompt even when it comes first."""
+    specs = {**SPECS, "toy_plain": type(SPECS["toy_retrieval"])("retrieval", "")}
+    monkeypatch.setattr(pipeline, "training_pairs", lambda task, label_negatives=1: toy_pairs("toy_retrieval"))
+    monkeypatch.setattr(pipeline, "task_specs", lambda: specs)
+    cfg = _config(tmp_path, tiny_nvembed_folder)
+    cfg.stages[0].tasks = ["toy_plain", "toy_retrieval"]
+    cfg.stages[0].max_examples_per_task = {"toy_plain": 16, "toy_retrieval": 16}
+    cfg.stages[0].max_steps = 2
+    model = pipeline.load_for_training(tiny_nvembed_folder, cfg, "cpu")
+    _, _, prompts = pipeline.stage_datasets(cfg.stages[0], cfg, pipeline.Miner(model, cfg, "cpu"))
+    assert "toy_plain" not in prompts and "toy_retrieval" in prompts
+    saved = json.loads((pipeline.train(cfg) / "config_sentence_transformers.json").read_text())["prompts"]
+    assert saved["toy_plain"] == "" and saved["query"] == saved["toy_retrieval"] != ""

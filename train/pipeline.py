@@ -221,7 +221,8 @@ def stage_datasets(stage: StageConfig, cfg: RunConfig, miner) -> tuple[dict, dic
             data = with_teacher_vectors(data, task, cfg, miner)
         datasets[task] = data
         kinds[task] = spec.kind
-        prompts[task] = {"anchor": format_instruction(spec.instruction)}
+        if spec.instruction:  # an empty one (broad_paraphrase): plain rows, no prompt on either side
+            prompts[task] = {"anchor": format_instruction(spec.instruction)}
     scale = 1.0 / cfg.temperature
     losses = {}
     distill = {
@@ -530,11 +531,15 @@ def _write_final(model: SentenceTransformer, nvembed, cfg: RunConfig, output: Pa
         shutil.rmtree(output)
     specs = all_specs(cfg)
     # the folder's default "query" prompt: the first retrieval task's (teacher_geometry has no spec: no prompt)
-    retrieval = [t for s in cfg.stages for t in s.tasks if t in specs and specs[t].kind == "retrieval"]
+    retrieval = [
+        t for s in cfg.stages for t in s.tasks if t in specs and specs[t].kind == "retrieval" and specs[t].instruction
+    ]
     query_prompt = format_instruction(specs[retrieval[0]].instruction) if retrieval else model.prompts.get("query", "")
     save_nvembed_folder(nvembed, output, query_prompt=query_prompt, max_seq_length=4096)
     st_config = json.loads((output / "config_sentence_transformers.json").read_text())
-    st_config["prompts"].update({name: format_instruction(spec.instruction) for name, spec in specs.items()})
+    st_config["prompts"].update(
+        {name: format_instruction(spec.instruction) if spec.instruction else "" for name, spec in specs.items()}
+    )
     (output / "config_sentence_transformers.json").write_text(json.dumps(st_config, indent=2) + "\n")
     instructions = {name: {"kind": spec.kind, "instruction": spec.instruction} for name, spec in specs.items()}
     (output / "instructions.json").write_text(json.dumps(instructions, indent=2) + "\n")

@@ -6,7 +6,12 @@ task                query                                                positiv
 broad_title_section a section's heading, or a help page's summary         the section's first paragraphs
 broad_qa            a FAQ heading that is a question, a chat question     its answer
 broad_neighbours    a passage of a manual, a novel, the Bible             the passage that follows it
+broad_paraphrase    a verse of the King James Version (1769)             the same verse in the World English Bible
 =================== ==================================================== =========================================
+
+``broad_paraphrase`` is the one symmetric task: two wordings of one meaning, archaic and modern English, trained and
+used with no instruction on either side (plain ``encode()``, STS, deduplication). Its rows of a chapter share that
+chapter's split with the WEB's other rows.
 
 ``broad_texts(split)`` is every distinct passage and heading of a split: the unrelated texts on which the student
 learns the teacher's similarity structure (``teacher_geometry`` in a run config's stage, ``train.pipeline``).
@@ -127,8 +132,8 @@ def _section_text(paragraphs: list[str]) -> str:
 
 
 def _rows(kind: str) -> list[dict]:
-    rows = []
-    for source, doc in _documents():
+    rows = _paraphrase_rows() if kind == "paraphrase" else []
+    for source, doc in () if kind == "paraphrase" else _documents():
         group = f"{source}:{doc.id}"
         cleaned = [(section.heading, _clean(section.paragraphs)) for section in doc.sections]
         if kind == "title_section":
@@ -160,6 +165,22 @@ def _rows(kind: str) -> list[dict]:
     return rows
 
 
+def _paraphrase_rows() -> list[dict]:
+    from .broad_sources import bible_paraphrases
+    from .core import normalize
+
+    evaluated, rows = _evaluated_shingles(_info_dir()), []
+    for verse, old, new in bible_paraphrases():
+        lengths = len(old.split()), len(new.split())
+        if min(lengths) < MIN_WORDS or max(lengths) > MAX_WORDS or max(lengths) > 2 * min(lengths):
+            continue  # a verse merged or split differently in one of the two
+        if normalize(old) == normalize(new) or shingles(old) & evaluated or shingles(new) & evaluated:
+            continue
+        chapter = verse.rsplit(":", 1)[0]
+        rows.append({"id": f"world_english_bible:web:{chapter}#{verse}", "query": old, "passage": new})
+    return rows
+
+
 def _build(kind: str, sizes: SplitSizes | None) -> dict[str, list[dict]]:
     sizes = sizes or SplitSizes(train=60000, dev=500, test=500)
     rows = sorted(_rows(kind), key=lambda r: r["id"])
@@ -185,6 +206,11 @@ def build_broad_qa(sizes: SplitSizes | None = None) -> dict[str, list[dict]]:
 def build_broad_neighbours(sizes: SplitSizes | None = None) -> dict[str, list[dict]]:
     """Retrieval rows: a passage -> the passage that follows it in the same document."""
     return _build("neighbours", sizes)
+
+
+def build_broad_paraphrase(sizes: SplitSizes | None = None) -> dict[str, list[dict]]:
+    """Symmetric rows: a King James verse -> the same verse in the World English Bible."""
+    return _build("paraphrase", sizes)
 
 
 def broad_texts(split: str = "train", limit: int | None = None, seed: int = 42) -> list[str]:

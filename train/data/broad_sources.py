@@ -18,6 +18,8 @@ libreoffice_help   libreoffice-help-en-us     user help      MPL-2.0
 gnome_help         gnome-user-docs            user help      CC-BY-SA-3.0
 jane_austen        r-cran-janeaustenr         novels         public domain text (package: MIT)
 world_english_bible sword-text-web            book           public domain
+(paraphrases)      sword-text-kjv             book           public domain (King James Version, verse-aligned
+                                                             with the WEB for ``broad_paraphrase`` only)
 chat_qa            chatterbot-corpus (PyPI)   dialogue Q&A   BSD-3-Clause
 ================== ========================== ============== ===========================================
 
@@ -228,6 +230,8 @@ OSIS_TAG = re.compile(r"<[^>]+>")
 OSIS_CHAPTER = re.compile(r'<chapter\b[^>]*osisID="([^"]+)"')
 OSIS_SPACE_BEFORE = re.compile(r"\s+([,.;:!?\u201d\u2019])")  # a note's place left a space before punctuation
 OSIS_PARAGRAPH = re.compile(r'<div\b[^>]*type="x-p"')
+# The WEB's last entry (after Revelation 22:21) carries its glossary, a dictionary: reserved, so cut off
+OSIS_GLOSSARY = re.compile(r'<div\b[^>]*type="glossary".*', re.S)
 
 
 def read_sword_ztext(folder: Path, testament: str) -> list[str]:
@@ -261,7 +265,7 @@ def world_english_bible() -> Iterator[Doc]:
             paragraph.clear()
 
         for entry in read_sword_ztext(folder, testament):
-            entry = OSIS_NOTE.sub(" ", entry)
+            entry = OSIS_NOTE.sub(" ", OSIS_GLOSSARY.sub("", entry))
             if match := OSIS_CHAPTER.search(entry):
                 close_paragraph()
                 if chapter and any(s.paragraphs for s in sections):
@@ -279,6 +283,45 @@ def world_english_bible() -> Iterator[Doc]:
         close_paragraph()
         if chapter and any(s.paragraphs for s in sections):
             yield Doc(f"web:{chapter}", [s for s in sections if s.paragraphs])
+
+
+def bible_verses(package: str) -> dict[tuple[str, int], str]:
+    """Every verse of the SWORD zText Bible in Debian package ``package``, keyed by (chapter osisID, slot): the
+    slot counts the module's index entries after the chapter's own entry, so two modules of one versification line
+    up verse by verse. Notes, headings and markup are removed (Strong's numbers, added-word marks)."""
+    modules = package_root(package) / "usr/share/sword/modules/texts/ztext"
+    folders = sorted(modules.glob("*/ot.bzv")) if modules.is_dir() else []
+    if not folders:
+        raise SourceNotFoundError(f"{package} is not unpacked under {modules}: python -m train.data fetch")
+    verses, slots = {}, {}
+    for testament in ("ot", "nt"):
+        chapter, slot = None, 0
+        for entry in read_sword_ztext(folders[0].parent, testament):
+            if match := OSIS_CHAPTER.search(entry):
+                chapter, slot = match.group(1), 0
+                continue
+            if chapter is None:
+                continue
+            slot += 1
+            slots[chapter] = slot
+            text = OSIS_TAG.sub("", OSIS_TITLE.sub("", OSIS_NOTE.sub(" ", OSIS_GLOSSARY.sub("", entry)))).replace(
+                "\u00b6", " "
+            )
+            text = OSIS_SPACE_BEFORE.sub(r"\1", " ".join(text.split()))
+            if text:
+                verses[(chapter, slot)] = text
+    verses[("", 0)] = slots  # the slot count of each chapter (versifications differ in a few chapters)
+    return verses
+
+
+def bible_paraphrases() -> Iterator[tuple[str, str, str]]:
+    """("chapter osisID:slot", King James verse, World English Bible verse) for every verse both translations have, in
+    chapters of the same length in both (their versifications, KJV and NRSVA, differ in a few)."""
+    kjv, web = bible_verses("sword-text-kjv"), bible_verses("sword-text-web")
+    kjv_slots, web_slots = kjv.pop(("", 0)), web.pop(("", 0))
+    for (chapter, slot), old in kjv.items():
+        if kjv_slots[chapter] == web_slots.get(chapter) and (chapter, slot) in web:
+            yield f"{chapter}:{slot}", old, web[(chapter, slot)]
 
 
 def chat_qa() -> Iterator[Doc]:
@@ -330,4 +373,5 @@ SOURCES: dict[str, BroadSource] = {
         BroadSource("chat_qa", "chatterbot-corpus", "pypi", "dialogue", "BSD-3-Clause", chat_qa),
     ]
 }
-DEBIAN_PACKAGES = tuple(s.package for s in SOURCES.values() if s.registry == "debian")
+PARAPHRASE_PACKAGES = ("sword-text-kjv",)  # verse-aligned with sword-text-web: broad_paraphrase's other side
+DEBIAN_PACKAGES = tuple(s.package for s in SOURCES.values() if s.registry == "debian") + PARAPHRASE_PACKAGES

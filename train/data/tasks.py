@@ -14,7 +14,7 @@ from pathlib import Path
 
 import datasets
 
-from .broad import build_broad_neighbours, build_broad_qa, build_broad_title_section
+from .broad import build_broad_neighbours, build_broad_paraphrase, build_broad_qa, build_broad_title_section
 from .core import SPLITS, normalize
 from .debian import build_debian_description, build_debian_section, build_debian_tags_pairs
 from .stdlib_docs import build_pydoc_module, build_pydoc_summary
@@ -53,7 +53,8 @@ BUILDERS: dict[str, tuple[Callable[[], dict[str, list[dict]]], str]] = {
     # Broad text beyond software (manuals, user help, FAQs, novels, the Bible, chat Q&A): broad.py
     "broad_title_section": (build_broad_title_section, "1"),
     "broad_qa": (build_broad_qa, "1"),
-    "broad_neighbours": (build_broad_neighbours, "1"),
+    "broad_neighbours": (build_broad_neighbours, "2"),  # 2: without the WEB's glossary (a dictionary: reserved)
+    "broad_paraphrase": (build_broad_paraphrase, "1"),
 }
 
 
