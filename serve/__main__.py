@@ -60,6 +60,10 @@ def main(argv=None) -> None:
 
     from serve.app import build_app
 
+    # Ray Serve gives its HTTP proxy 5 s to answer a readiness check, 3 times; on a busy host (2 cores that a corpus
+    # job or training saturates) its start-up takes longer, and Serve kills and restarts it until serve.start fails.
+    # A local cluster started here inherits this; an operator's own setting wins.
+    os.environ.setdefault("RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S", "30")
     ray.init(address=args.address)
     gpus = args.gpus_per_replica
     if gpus is None:

@@ -84,6 +84,8 @@ def wait_healthy(url: str, seconds: float = 120) -> None:
 
 @pytest.fixture(scope="module")
 def cluster() -> str:
+    # as `python -m serve` does: the proxy's 5 s readiness check fails on a host whose cores are busy
+    os.environ.setdefault("RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S", "30")
     ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)  # logical CPUs: three apps of one replica
     yield ray.get_runtime_context().gcs_address
     serve.shutdown()
