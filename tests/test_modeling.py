@@ -150,6 +150,10 @@ def test_sentence_transformer_matches_encode(tiny_nvembed_folder, tiny_model):
     plain = st.encode(TEXTS, convert_to_tensor=True)
     assert (plain - tiny_model.encode(TEXTS)).abs().max() <= 1e-5
     assert (with_prompt - plain).abs().max() > 1e-4
+    # the "similarity" prompt: NV-Embed's STS instruction, for both sides of symmetric use
+    assert st.prompts["similarity"] == INSTRUCTION_TEMPLATE.format(task="Retrieve semantically similar text")
+    similar = st.encode(TEXTS, prompt_name="similarity", convert_to_tensor=True)
+    assert (similar - tiny_model.encode(TEXTS, instruction=st.prompts["similarity"])).abs().max() <= 1e-5
 
 
 def test_round_trip_in_fresh_process(tiny_nvembed_folder, tiny_model, tmp_path):
