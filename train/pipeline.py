@@ -13,6 +13,7 @@ Several devices: the same command under `torchrun --nproc_per_node N -m train.pi
 """
 
 import argparse
+import gc
 import hashlib
 import json
 import logging
@@ -466,6 +467,12 @@ def run_stage(model: SentenceTransformer, stage: StageConfig, index: int, cfg: R
         model[0].model.save_pretrained(stage_dir / "final")
         (stage_dir / "done.json").write_text(json.dumps({"global_step": trainer.state.global_step}))
     state.wait_for_everyone()
+    # The trainer holds this stage's optimizer state (2 x the trained weights for AdamW) and gradients in reference
+    # cycles; without a collection they live on beside the next stage's (the demo's RSS rose 9.0 -> 12.8 GB there).
+    trainer.optimizer = trainer.lr_scheduler = None
+    model.zero_grad(set_to_none=True)
+    del trainer
+    gc.collect()
 
 
 def stage_length(stage: StageConfig, cfg: RunConfig) -> int:
