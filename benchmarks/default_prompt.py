@@ -55,24 +55,9 @@ def teacher_agreement(model, prompt, texts, pairs, reference):
 
 
 def symmetric_retrieval(model, rows, name, prompt):
-    from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
+    from train.monitor import retrieval_evaluator
 
-    evaluator = InformationRetrievalEvaluator(
-        queries={f"q{i}": r["query"] for i, r in enumerate(rows)},
-        corpus={f"d{i}": r["passage"] for i, r in enumerate(rows)},
-        relevant_docs={f"q{i}": {f"d{i}"} for i in range(len(rows))},
-        query_prompt=prompt,
-        corpus_prompt=prompt,
-        name=name,
-        batch_size=32,
-        write_csv=False,
-        ndcg_at_k=[10],
-        mrr_at_k=[10],
-        accuracy_at_k=[1],
-        precision_recall_at_k=[10],
-        map_at_k=[10],
-    )
-    return float(evaluator(model)[f"{name}_cosine_ndcg@10"])
+    return float(retrieval_evaluator(rows, name, prompt, corpus_prompt=prompt)(model)[f"{name}_cosine_ndcg@10"])
 
 
 def main(argv=None):

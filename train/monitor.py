@@ -73,7 +73,9 @@ class ClassificationEvaluator(BaseEvaluator):
         return self.prefix_name_to_metrics({"accuracy": accuracy}, self.name)
 
 
-def retrieval_evaluator(rows, name: str, query_prompt: str | None, batch_size: int = 32):
+def retrieval_evaluator(
+    rows, name: str, query_prompt: str | None, batch_size: int = 32, corpus_prompt: str | None = None
+):
     """sentence-transformers' InformationRetrievalEvaluator on {query, passage} rows: each query's own passage is its
     one relevant document, the corpus is every row's passage (nDCG@10 is `{name}_cosine_ndcg@10`)."""
     from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
@@ -83,6 +85,7 @@ def retrieval_evaluator(rows, name: str, query_prompt: str | None, batch_size: i
         corpus={f"d{i}": r["passage"] for i, r in enumerate(rows)},
         relevant_docs={f"q{i}": {f"d{i}"} for i in range(len(rows))},
         query_prompt=query_prompt,
+        corpus_prompt=corpus_prompt,
         name=name,
         batch_size=batch_size,
         write_csv=False,
