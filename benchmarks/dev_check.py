@@ -133,6 +133,9 @@ def main(argv=None):
     parser.add_argument("--dev-queries", type=int, default=100)
     parser.add_argument("--section-rows", type=int, default=500)
     parser.add_argument("--max-seq-length", type=int, default=64)
+    parser.add_argument(
+        "--truncate-dim", type=int, default=None, help="score the leading N dimensions only (Matryoshka levers)"
+    )
     parser.add_argument("--ood-only", action="store_true", help="only the out-of-domain probe (~2 min per model)")
     parser.add_argument(
         "--broad",
@@ -167,7 +170,10 @@ def main(argv=None):
         if not peer and not Path(folder, "modules.json").is_file():
             raise SystemExit(f"{folder!r} is not a sentence-transformers folder (no modules.json)")
         model = SentenceTransformer(
-            str(peer_model_path()) if peer else folder, trust_remote_code=not peer, device="cpu"
+            str(peer_model_path()) if peer else folder,
+            trust_remote_code=not peer,
+            device="cpu",
+            truncate_dim=None if peer else args.truncate_dim,
         )
         model.max_seq_length = args.max_seq_length
         row = {}
