@@ -624,6 +624,6 @@ def test_demo_expects_its_time_from_this_machines_speed():
     measured = {"minutes": 12.0, "gflops": 150, "where": "x"}
     assert expected_minutes(150, measured) == 12.0
     assert expected_minutes(300, measured) == 6.0  # twice as fast a machine: half the time
-    assert expected_minutes(MEASURED_TRAIN["gflops"]) == MEASURED_TRAIN["minutes"]
+    assert expected_minutes(MEASURED_TRAIN["gflops"]) == MEASURED_TRAIN["minutes"] * MEASURED_TRAIN["factor"]
     with pytest.raises(ValueError, match="gflops"):
         expected_minutes(0)
