@@ -98,7 +98,7 @@ def main(argv=None):
         else:
             prompt = format_instruction(candidate)
         row = {"sts": sts(model, prompt, args.limit)}
-        row |= {k: v for k, v in ood_probe(model, prompt).items()}
+        row |= ood_probe(model, prompt)
         row["section_acc"] = section_probe(model, args.limit, prompt)["section_acc_C1"]
         row["teacher_agreement"] = teacher_agreement(model, prompt, texts, pairs, reference)
         row |= {f"{task}_both": symmetric_retrieval(model, rows, task, prompt) for task, rows in retrieval.items()}

@@ -261,12 +261,13 @@ class NVEmbedEncoder:
         if too_long and room <= 0:
             raise APIError(400, f"the instruction alone is {self.max_tokens} tokens or more; truncating the "
                                 "input cannot help", "instruction")  # fmt: skip
-        extra = {name: 0 for name in ("token_type_ids",) if name in tokenizer.model_input_names}
         features = []
         for ids in inputs:
             input_ids = head + list(ids[:room]) + tail
-            features.append({"input_ids": input_ids, "attention_mask": [1] * len(input_ids)}
-                            | {name: [value] * len(input_ids) for name, value in extra.items()})  # fmt: skip
+            feature = {"input_ids": input_ids, "attention_mask": [1] * len(input_ids)}
+            if "token_type_ids" in tokenizer.model_input_names:  # as a BERT-style tokenizer gives one text
+                feature["token_type_ids"] = [0] * len(input_ids)
+            features.append(feature)
         return features, self.check_request_tokens(features)
 
     def check_request_tokens(self, features: list[dict]) -> int:

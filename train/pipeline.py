@@ -190,6 +190,11 @@ def dataset_pairs(task: str, cfg: RunConfig, label_negatives: int = 1) -> Datase
     return configured_pairs(task, cfg.datasets[task], seed=cfg.seed, num_negatives=label_negatives)
 
 
+def task_prompt(spec) -> str:
+    """A task's prompt: its instruction in the template, or "" for an empty instruction (a task trained plain)."""
+    return format_instruction(spec.instruction) if spec.instruction else ""
+
+
 def stage_datasets(stage: StageConfig, cfg: RunConfig, miner) -> tuple[dict, dict, dict]:
     """Per-task training datasets (anchor, positive, negative_1..), losses and anchor prompts for one stage."""
     gather = cfg.gather_across_devices and distributed_state().num_processes > 1
@@ -222,8 +227,8 @@ def stage_datasets(stage: StageConfig, cfg: RunConfig, miner) -> tuple[dict, dic
             data = with_teacher_vectors(data, task, cfg, miner)
         datasets[task] = data
         kinds[task] = spec.kind
-        if spec.instruction:  # an empty one (broad_paraphrase): plain rows, no prompt on either side
-            prompts[task] = {"anchor": format_instruction(spec.instruction)}
+        if task_prompt(spec):  # none for an empty instruction (broad_paraphrase): plain on both sides
+            prompts[task] = {"anchor": task_prompt(spec)}
     scale = 1.0 / cfg.temperature
     losses = {}
     distill = {
@@ -539,14 +544,12 @@ def _write_final(model: SentenceTransformer, nvembed, cfg: RunConfig, output: Pa
     specs = all_specs(cfg)
     # the folder's default "query" prompt: the first retrieval task's (teacher_geometry has no spec: no prompt)
     retrieval = [
-        t for s in cfg.stages for t in s.tasks if t in specs and specs[t].kind == "retrieval" and specs[t].instruction
+        t for s in cfg.stages for t in s.tasks if t in specs and specs[t].kind == "retrieval" and task_prompt(specs[t])
     ]
-    query_prompt = format_instruction(specs[retrieval[0]].instruction) if retrieval else model.prompts.get("query", "")
+    query_prompt = task_prompt(specs[retrieval[0]]) if retrieval else model.prompts.get("query", "")
     save_nvembed_folder(nvembed, output, query_prompt=query_prompt, max_seq_length=4096)
     st_config = json.loads((output / "config_sentence_transformers.json").read_text())
-    st_config["prompts"].update(
-        {name: format_instruction(spec.instruction) if spec.instruction else "" for name, spec in specs.items()}
-    )
+    st_config["prompts"].update({name: task_prompt(spec) for name, spec in specs.items()})
     (output / "config_sentence_transformers.json").write_text(json.dumps(st_config, indent=2) + "\n")
     instructions = {name: {"kind": spec.kind, "instruction": spec.instruction} for name, spec in specs.items()}
     (output / "instructions.json").write_text(json.dumps(instructions, indent=2) + "\n")

@@ -132,8 +132,8 @@ def _section_text(paragraphs: list[str]) -> str:
 
 
 def _rows(kind: str) -> list[dict]:
-    rows = _paraphrase_rows() if kind == "paraphrase" else []
-    for source, doc in () if kind == "paraphrase" else _documents():
+    rows = []
+    for source, doc in _documents():
         group = f"{source}:{doc.id}"
         cleaned = [(section.heading, _clean(section.paragraphs)) for section in doc.sections]
         if kind == "title_section":
@@ -160,8 +160,6 @@ def _rows(kind: str) -> list[dict]:
                 rows.append({"id": f"{group}#{i}", "query": passages[i], "passage": passages[i + 1]})
         else:
             raise ValueError(f"unknown broad task kind {kind!r}")
-    for row in rows:
-        row["_group"] = row["id"].split("#")[0]  # the document: all its rows share a split
     return rows
 
 
@@ -183,7 +181,9 @@ def _paraphrase_rows() -> list[dict]:
 
 def _build(kind: str, sizes: SplitSizes | None) -> dict[str, list[dict]]:
     sizes = sizes or SplitSizes(train=60000, dev=500, test=500)
-    rows = sorted(_rows(kind), key=lambda r: r["id"])
+    rows = sorted(_paraphrase_rows() if kind == "paraphrase" else _rows(kind), key=lambda r: r["id"])
+    for row in rows:
+        row["_group"] = row["id"].split("#")[0]  # the document: all its rows share a split
     rows = dedup_rows(rows, ("query", "passage"))
     out = {}
     for split, split_rows_ in split_rows(rows).items():

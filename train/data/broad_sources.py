@@ -265,7 +265,7 @@ def world_english_bible() -> Iterator[Doc]:
             paragraph.clear()
 
         for entry in read_sword_ztext(folder, testament):
-            entry = OSIS_NOTE.sub(" ", OSIS_GLOSSARY.sub("", entry))
+            entry = _without_notes(entry)
             if match := OSIS_CHAPTER.search(entry):
                 close_paragraph()
                 if chapter and any(s.paragraphs for s in sections):
@@ -285,10 +285,16 @@ def world_english_bible() -> Iterator[Doc]:
             yield Doc(f"web:{chapter}", [s for s in sections if s.paragraphs])
 
 
-def bible_verses(package: str) -> dict[tuple[str, int], str]:
-    """Every verse of the SWORD zText Bible in Debian package ``package``, keyed by (chapter osisID, slot): the
-    slot counts the module's index entries after the chapter's own entry, so two modules of one versification line
-    up verse by verse. Notes, headings and markup are removed (Strong's numbers, added-word marks)."""
+def _without_notes(entry: str) -> str:
+    """An OSIS entry without its footnotes and without the WEB's closing glossary."""
+    return OSIS_NOTE.sub(" ", OSIS_GLOSSARY.sub("", entry))
+
+
+def bible_verses(package: str) -> tuple[dict[tuple[str, int], str], dict[str, int]]:
+    """Every verse of the SWORD zText Bible in Debian package ``package``, keyed by (chapter osisID, slot), and the
+    slot count of each chapter: the slot counts the module's index entries after the chapter's own entry, so two
+    modules of one versification line up verse by verse. Notes, headings and markup are removed (Strong's numbers,
+    added-word marks)."""
     modules = package_root(package) / "usr/share/sword/modules/texts/ztext"
     folders = sorted(modules.glob("*/ot.bzv")) if modules.is_dir() else []
     if not folders:
@@ -304,21 +310,17 @@ def bible_verses(package: str) -> dict[tuple[str, int], str]:
                 continue
             slot += 1
             slots[chapter] = slot
-            text = OSIS_TAG.sub("", OSIS_TITLE.sub("", OSIS_NOTE.sub(" ", OSIS_GLOSSARY.sub("", entry)))).replace(
-                "\u00b6", " "
-            )
+            text = OSIS_TAG.sub("", OSIS_TITLE.sub("", _without_notes(entry))).replace("\u00b6", " ")
             text = OSIS_SPACE_BEFORE.sub(r"\1", " ".join(text.split()))
             if text:
                 verses[(chapter, slot)] = text
-    verses[("", 0)] = slots  # the slot count of each chapter (versifications differ in a few chapters)
-    return verses
+    return verses, slots
 
 
 def bible_paraphrases() -> Iterator[tuple[str, str, str]]:
     """("chapter osisID:slot", King James verse, World English Bible verse) for every verse both translations have, in
     chapters of the same length in both (their versifications, KJV and NRSVA, differ in a few)."""
-    kjv, web = bible_verses("sword-text-kjv"), bible_verses("sword-text-web")
-    kjv_slots, web_slots = kjv.pop(("", 0)), web.pop(("", 0))
+    (kjv, kjv_slots), (web, web_slots) = bible_verses("sword-text-kjv"), bible_verses("sword-text-web")
     for (chapter, slot), old in kjv.items():
         if kjv_slots[chapter] == web_slots.get(chapter) and (chapter, slot) in web:
             yield f"{chapter}:{slot}", old, web[(chapter, slot)]
