@@ -23,7 +23,7 @@ logger = logging.getLogger(__name__)
 DEV_TASKS = ("debian_description", "pydoc_summary")  # built before training, so their cache exists for the check
 # The demo's training time as measured, and the host's fp32 matmul speed then: the expected time here scales with
 # this machine's speed (hosts differ 2x on the same step; a host with AMX trains in bf16, ~0.6x of the fp32 time).
-# Since 2026-12-07 the demo trains with gradient checkpointing (peak RSS 7.5 vs 13.8 GB, the same dev scores): its
+# Since 2026-12-07 the demo trains with gradient checkpointing (peak RSS 7.5 vs 13.9 GB, the same dev scores): its
 # step time x 1.17, measured on one stage-2 step (69.3 vs 59.4 s, levers-2026-12-06b.md); the whole demo with it has
 # not been timed on an idle host yet.
 MEASURED_TRAIN = {
