@@ -144,6 +144,9 @@ class NVEmbedConfig(PretrainedConfig):
             `"b"`: bidirectional attention (the paper's model); `"c"`: causal attention (the paper's ablation).
         pooling_mode (`str`, *optional*, defaults to `"latent_attention"`):
             `"latent_attention"` (the paper), or `"mean"` / `"last_token"` for the paper's pooling ablations.
+        matryoshka_dimensions (`list[int]`, *optional*):
+            The leading sizes trained as embeddings of their own (a Matryoshka loss), ending at the full size; a
+            server may then give vectors cut to one of them and re-normalized. `None`: only the full size is trained.
     """
 
     model_type = "nvembed"
@@ -159,6 +162,7 @@ class NVEmbedConfig(PretrainedConfig):
         is_mask_instruction: bool = True,
         mask_type: str = "b",
         pooling_mode: str = "latent_attention",
+        matryoshka_dimensions: list[int] | None = None,
         **kwargs,
     ):
         self.text_config = _resolve_text_config(text_config)
@@ -175,6 +179,7 @@ class NVEmbedConfig(PretrainedConfig):
         self.is_mask_instruction = is_mask_instruction
         self.mask_type = mask_type
         self.pooling_mode = pooling_mode
+        self.matryoshka_dimensions = list(matryoshka_dimensions) if matryoshka_dimensions is not None else None
         super().__init__(**kwargs)
         self.validate_architecture()
 
@@ -193,6 +198,17 @@ class NVEmbedConfig(PretrainedConfig):
         if self.pooling_mode not in ("latent_attention", "mean", "last_token"):
             raise ValueError(
                 f"pooling_mode must be one of 'latent_attention', 'mean', 'last_token', got {self.pooling_mode!r}."
+            )
+        dims = self.matryoshka_dimensions
+        if dims is not None and (
+            not dims
+            or not all(isinstance(d, int) and not isinstance(d, bool) and 0 < d <= hidden_size for d in dims)
+            or dims != sorted(set(dims))
+            or dims[-1] != hidden_size
+        ):
+            raise ValueError(
+                f"matryoshka_dimensions must be increasing sizes ending at the embedding size {hidden_size}, "
+                f"got {dims!r}."
             )
 
 

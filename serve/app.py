@@ -5,8 +5,10 @@
 Endpoints:
     POST /v1/embeddings   the OpenAI API: `input` (a string, a list of strings, or token ids: one list of ints or a
                           list of them, see "Token ids" below), `model`, `encoding_format`
-                          ("float" or "base64": little-endian float32), `dimensions` (only the model's own: it was
-                          not trained with Matryoshka losses, so truncated vectors would be meaningless), `user`;
+                          ("float" or "base64": little-endian float32), `dimensions` (the model's own, or one of
+                          the sizes a Matryoshka loss trained, `matryoshka_dimensions` in its config.json: the vector's
+                          first values, re-normalized when the model's are unit-length; any other size would be
+                          meaningless and is refused), `user`;
                           plus `instruction` (a task description, formatted with the model's instruction template,
                           e.g. "Given a question, retrieve passages that answer it") or `prompt_name` (one of the
                           model's prompts, e.g. "query") for queries, and `truncate` (true: cut texts over the token
@@ -154,6 +156,24 @@ def special_token_wrap(tokenizer) -> tuple[list[int], list[int]] | None:
     return None
 
 
+def matryoshka_dimensions(model) -> list[int] | None:
+    """The sizes a Matryoshka loss trained, as the folder's config.json records them (None: only the full size)."""
+    first = model[0]
+    config = getattr(getattr(first, "auto_model", None), "config", None)
+    dims = getattr(config, "matryoshka_dimensions", None)
+    return list(dims) if dims else None
+
+
+def truncate_vector(vector: np.ndarray, size: int) -> np.ndarray:
+    """The first `size` values of a Matryoshka-trained vector, re-normalized when the full vector is unit-length
+    (NV-Embed's are), so cosine and dot product stay the same thing."""
+    cut = vector[:size]
+    full_norm = float(np.linalg.norm(vector))
+    if abs(full_norm - 1.0) < 1e-3:
+        cut = cut / max(float(np.linalg.norm(cut)), 1e-12)
+    return cut
+
+
 class NVEmbedEncoder:
     """The model side of a replica, apart from Ray Serve: tokenizes and checks texts, embeds batches of them.
 
@@ -187,6 +207,7 @@ class NVEmbedEncoder:
         self.model = SentenceTransformer(model_path, device=self.device, trust_remote_code=True)
         self.model.eval()
         self.dimensions = self.model.get_embedding_dimension()
+        self.matryoshka_dimensions = matryoshka_dimensions(self.model)
         self.max_inputs, self.max_tokens = max_inputs, max_tokens or self.model.max_seq_length
         if self.max_tokens > self.model.max_seq_length:  # the model would cut the text where the check let it pass
             raise ValueError(f"max_tokens ({self.max_tokens}) is over the model's max_seq_length "
@@ -559,6 +580,8 @@ class NVEmbedServer:
             raise failed
         self.metrics.texts.inc(len(texts))
         self.metrics.tokens.inc(tokens)
+        if body.dimensions is not None and body.dimensions != self.dimensions:
+            vectors = [truncate_vector(v, body.dimensions) for v in vectors]
         data = [
             {"object": "embedding", "index": i, "embedding": self.format_vector(v, body.encoding_format)}
             for i, v in enumerate(vectors)
@@ -603,10 +626,15 @@ class NVEmbedServer:
         if body.model != self.model_name:
             raise APIError(404, f"the model {body.model!r} does not exist; this server serves {self.model_name!r}",
                            "model", code="model_not_found")  # fmt: skip
-        if body.dimensions is not None and body.dimensions != self.dimensions:
-            raise APIError(400, f"dimensions={body.dimensions} is not supported: this model was not trained with a "
-                                f"Matryoshka loss, so it only gives its full {self.dimensions}-dim vectors (omit "
-                                "`dimensions` or pass that value)", "dimensions")  # fmt: skip
+        allowed = self.encoder.matryoshka_dimensions or [self.dimensions]
+        if body.dimensions is not None and body.dimensions not in allowed:
+            if len(allowed) == 1:
+                raise APIError(400, f"dimensions={body.dimensions} is not supported: this model was not trained "
+                                    f"with a Matryoshka loss, so it only gives its full {self.dimensions}-dim vectors "
+                                    "(omit `dimensions` or pass that value)", "dimensions")  # fmt: skip
+            raise APIError(400, f"dimensions={body.dimensions} is not supported: this model's Matryoshka loss trained "
+                                f"the sizes {allowed} (omit `dimensions` for {self.dimensions})",
+                           "dimensions")  # fmt: skip
         return body
 
     def embed_text(self, item: QueuedText) -> asyncio.Future:

@@ -171,6 +171,26 @@ def test_matryoshka_wraps_every_loss_and_trains_the_leading_dimensions(tiny_nvem
         RunConfig(stages=[StageConfig()], matryoshka_dims=[64, 64])
 
 
+def test_a_matryoshka_run_records_its_sizes_in_the_folders_config(tiny_nvembed_folder, toy_geometry, tmp_path):
+    """config.json's `matryoshka_dimensions` is what a server reads to offer cut vectors (serve.app); a run without
+    the loss records none, and the config refuses sizes that do not end at the embedding size."""
+    from transformers import AutoConfig
+
+    cfg = _config(tmp_path, tiny_nvembed_folder)
+    cfg.stages[0].max_steps = 1
+    full = AutoConfig.from_pretrained(tiny_nvembed_folder, trust_remote_code=True).text_config.hidden_size
+    cfg.matryoshka_dims = [full, 8]
+    config = AutoConfig.from_pretrained(pipeline.train(cfg, tmp_path / "mrl"), trust_remote_code=True)
+    assert config.matryoshka_dimensions == [8, full]
+    cfg = _config(tmp_path / "plain", tiny_nvembed_folder)
+    cfg.stages[0].max_steps = 1
+    plain = AutoConfig.from_pretrained(pipeline.train(cfg, tmp_path / "plain-final"), trust_remote_code=True)
+    assert plain.matryoshka_dimensions is None
+    for bad in ([8, 16], [], [8, 8, full], [0, full]):
+        with pytest.raises(ValueError, match="matryoshka_dimensions"):
+            type(config)(text_config=config.text_config.to_dict(), matryoshka_dimensions=bad)
+
+
 def test_a_run_with_the_geometry_entry_saves_a_folder_whose_query_prompt_is_a_retrieval_tasks(
     tiny_nvembed_folder, toy_geometry, tmp_path
 ):

@@ -358,6 +358,37 @@ def test_bad_input_gets_a_clear_4xx_and_the_server_stays_up(server, payload, sta
     assert post(f"{server}/v1/embeddings", {"model": NAME, "input": "still up"})[0] == 200
 
 
+def test_a_matryoshka_folder_serves_exactly_its_trained_sizes(tiny_nvembed_folder, server, port, model, tmp_path):
+    """`dimensions` = one of config.json's `matryoshka_dimensions` gives the full vector's first values re-normalized
+    (what sentence-transformers' truncate_dim + normalize give); any other size is refused naming the trained ones."""
+    import shutil
+
+    from sentence_transformers import SentenceTransformer
+
+    folder = tmp_path / "mrl"
+    shutil.copytree(tiny_nvembed_folder, folder)
+    full = model.get_embedding_dimension()
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "matryoshka_dimensions": [8, 16, full]}))
+    serve.run(build_app(str(folder), model_name=NAME, threads=1), name="mrl", route_prefix="/mrl")
+    url = f"http://127.0.0.1:{port}/mrl"
+    wait_healthy(url)
+    try:
+        openai = client(url)
+        cut = vectors(openai.embeddings.create(model=NAME, input=TEXTS, dimensions=8))
+        expected = SentenceTransformer(str(folder), trust_remote_code=True, device="cpu", truncate_dim=8).encode(
+            TEXTS, normalize_embeddings=True
+        )
+        np.testing.assert_allclose(cut, expected, atol=1e-5)
+        np.testing.assert_allclose(np.linalg.norm(cut, axis=1), 1.0, atol=1e-5)
+        np.testing.assert_allclose(vectors(openai.embeddings.create(model=NAME, input=TEXTS)), model.encode(TEXTS),
+                                   atol=1e-5)  # fmt: skip
+        status, body, _ = post(f"{url}/v1/embeddings", {"model": NAME, "input": "text", "dimensions": 12})
+        assert status == 400 and f"trained the sizes [8, 16, {full}]" in body["error"]["message"], body
+    finally:
+        serve.delete("mrl")
+
+
 def test_malformed_and_oversized_bodies_and_client_errors(server):
     status, body, _ = post(f"{server}/v1/embeddings", None, raw=b'{"model": "tiny-nvembed", "input": ')
     assert status == 400 and "not valid JSON" in body["error"]["message"]

@@ -547,6 +547,9 @@ def _write_final(model: SentenceTransformer, nvembed, cfg: RunConfig, output: Pa
         t for s in cfg.stages for t in s.tasks if t in specs and specs[t].kind == "retrieval" and task_prompt(specs[t])
     ]
     query_prompt = task_prompt(specs[retrieval[0]]) if retrieval else model.prompts.get("query", "")
+    # config.json records the sizes the Matryoshka loss trained, so a server can offer exactly those (serve.app)
+    nvembed.config.matryoshka_dimensions = sorted(cfg.matryoshka_dims) if cfg.matryoshka_dims else None
+    nvembed.config.validate_architecture()
     save_nvembed_folder(nvembed, output, query_prompt=query_prompt, max_seq_length=4096)
     st_config = json.loads((output / "config_sentence_transformers.json").read_text())
     st_config["prompts"].update({name: task_prompt(spec) for name, spec in specs.items()})
