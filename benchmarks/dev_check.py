@@ -196,13 +196,8 @@ def main(argv=None):
         if args.broad:
             row.update(broad_probe(model, instructed=not peer, teacher=None if peer else teacher))
             if args.plain and not peer:
-                row.update(
-                    {
-                        "plain_broad_section_ndcg": broad_probe(model, instructed=False, paraphrase=False)[
-                            "broad_section_ndcg"
-                        ]
-                    }
-                )
+                plain = broad_probe(model, instructed=False, paraphrase=False)
+                row["plain_broad_section_ndcg"] = plain["broad_section_ndcg"]
         table[name] = row
         print(name, row, flush=True)
     columns = list(dict.fromkeys(c for row in table.values() for c in row))  # a peer has no plain_* columns

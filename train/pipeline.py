@@ -227,8 +227,8 @@ def stage_datasets(stage: StageConfig, cfg: RunConfig, miner) -> tuple[dict, dic
             data = with_teacher_vectors(data, task, cfg, miner)
         datasets[task] = data
         kinds[task] = spec.kind
-        if task_prompt(spec):  # none for an empty instruction (broad_paraphrase): plain on both sides
-            prompts[task] = {"anchor": task_prompt(spec)}
+        if prompt := task_prompt(spec):  # none for an empty instruction (broad_paraphrase): plain on both sides
+            prompts[task] = {"anchor": prompt}
     scale = 1.0 / cfg.temperature
     losses = {}
     distill = {
