@@ -17,6 +17,7 @@ import copy
 import json
 import logging
 import resource
+import signal
 import subprocess
 import sys
 import time
@@ -96,6 +97,32 @@ def eval_data(max_rows: int | None) -> Path:
     return folder
 
 
+def run_child(cmd: list[str]) -> None:
+    """Run `cmd` to the end (CalledProcessError if it fails); a SIGTERM or Ctrl-C that stops this process stops the
+    child too. `subprocess.run` leaves the child running when only its parent is killed (`kill PID`, `pkill -f
+    eval.levers`): on 2026-12-07 a stopped lever's training went on beside its restarted copy, both writing one run
+    folder."""
+    child = subprocess.Popen(cmd)
+
+    def stop(signum, frame):
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        code = child.wait()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if child.poll() is None:
+            child.terminate()
+            try:
+                child.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+    if code:
+        raise subprocess.CalledProcessError(code, cmd)
+
+
 def train_variant(cfg: RunConfig, final: Path) -> dict:
     """Train one variant in a process of its own (`python -m train.pipeline` on the variant's config, written to
     OUTPUT_DIR/run_config.yaml): a run in this process kept the previous variant's model and trainer alive, and the
@@ -105,7 +132,7 @@ def train_variant(cfg: RunConfig, final: Path) -> dict:
     config.write_text(yaml.safe_dump(asdict(cfg), sort_keys=False))
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     wall = time.time()
-    subprocess.run([sys.executable, "-m", "train.pipeline", str(config), "--final-dir", str(final)], check=True)
+    run_child([sys.executable, "-m", "train.pipeline", str(config), "--final-dir", str(final)])
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime + after.ru_stime) - (children.ru_utime + children.ru_stime)
     return {"train_wall_min": (time.time() - wall) / 60, "train_cpu_min": cpu / 60}

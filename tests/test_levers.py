@@ -627,3 +627,44 @@ def test_demo_expects_its_time_from_this_machines_speed():
     assert expected_minutes(MEASURED_TRAIN["gflops"]) == MEASURED_TRAIN["minutes"] * MEASURED_TRAIN["factor"]
     with pytest.raises(ValueError, match="gflops"):
         expected_minutes(0)
+
+
+def test_stopping_the_levers_runner_stops_its_training_child(tmp_path):
+    """`kill PID` of `eval.levers` must not leave the variant's training running (it would race a restarted copy)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    pid_file = tmp_path / "child.pid"
+    child = f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(120)"
+    parent = subprocess.Popen(
+        [sys.executable, "-c", f"from eval.levers import run_child; import sys; run_child([sys.executable, '-c', {child!r}])"]
+    )
+    deadline = time.time() + 60
+    while not (pid_file.is_file() and pid_file.read_text()) and time.time() < deadline:
+        time.sleep(0.1)
+    child_pid = int(pid_file.read_text())
+    parent.send_signal(signal.SIGTERM)
+    assert parent.wait(timeout=60) != 0
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        try:
+            os.kill(child_pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        os.kill(child_pid, signal.SIGKILL)
+        pytest.fail("the training child outlived its stopped parent")
+
+
+def test_a_failing_training_child_fails_the_levers_runner():
+    import subprocess
+    import sys
+
+    from eval.levers import run_child
+
+    with pytest.raises(subprocess.CalledProcessError):
+        run_child([sys.executable, "-c", "raise SystemExit(3)"])
