@@ -639,9 +639,8 @@ def test_stopping_the_levers_runner_stops_its_training_child(tmp_path):
 
     pid_file = tmp_path / "child.pid"
     child = f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(120)"
-    parent = subprocess.Popen(
-        [sys.executable, "-c", f"from eval.levers import run_child; import sys; run_child([sys.executable, '-c', {child!r}])"]
-    )
+    runner = f"import sys; from eval.levers import run_child; run_child([sys.executable, '-c', {child!r}])"
+    parent = subprocess.Popen([sys.executable, "-c", runner])
     deadline = time.time() + 60
     while not (pid_file.is_file() and pid_file.read_text()) and time.time() < deadline:
         time.sleep(0.1)
