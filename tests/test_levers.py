@@ -567,7 +567,6 @@ def test_train_only_trains_the_named_variants_and_scores_none(tmp_path, monkeypa
 
 
 def test_each_variant_trains_in_a_process_of_its_own_on_its_written_config(tmp_path, monkeypatch):
-    import subprocess
     import sys
 
     import eval.levers as levers
@@ -576,7 +575,7 @@ def test_each_variant_trains_in_a_process_of_its_own_on_its_written_config(tmp_p
     cfg = levers.load_levers("train/configs/levers.yaml").variants["demo-passage"]
     cfg.output_dir = str(tmp_path / "demo-passage")
     calls = []
-    monkeypatch.setattr(subprocess, "run", lambda cmd, check: calls.append((cmd, check)))
+    monkeypatch.setattr(levers, "run_child", lambda cmd: calls.append((cmd, True)))
     timing = levers.train_variant(cfg, tmp_path / "demo-passage" / "final")
     config = tmp_path / "demo-passage" / "run_config.yaml"
     assert calls == [
