@@ -575,21 +575,11 @@ def test_each_variant_trains_in_a_process_of_its_own_on_its_written_config(tmp_p
     cfg = levers.load_levers("train/configs/levers.yaml").variants["demo-passage"]
     cfg.output_dir = str(tmp_path / "demo-passage")
     calls = []
-    monkeypatch.setattr(levers, "run_child", lambda cmd: calls.append((cmd, True)))
+    monkeypatch.setattr(levers, "run_child", calls.append)
     timing = levers.train_variant(cfg, tmp_path / "demo-passage" / "final")
     config = tmp_path / "demo-passage" / "run_config.yaml"
     assert calls == [
-        (
-            [
-                sys.executable,
-                "-m",
-                "train.pipeline",
-                str(config),
-                "--final-dir",
-                str(tmp_path / "demo-passage" / "final"),
-            ],
-            True,
-        )
+        [sys.executable, "-m", "train.pipeline", str(config), "--final-dir", str(tmp_path / "demo-passage" / "final")]
     ]
     assert load_config(config) == cfg  # the child trains exactly this variant
     assert set(timing) == {"train_wall_min", "train_cpu_min"}
