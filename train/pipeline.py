@@ -40,18 +40,20 @@ from convert_to_nvembed import convert, save_nvembed_folder
 from modeling_nvembed import format_instruction
 from nvembed_defaults import peer_model_path
 from train.cache import save_atomically
-from train.config import GEOMETRY_TASK, RunConfig, StageConfig, load_config
+from train.config import GEOMETRY_TASK, VECTORS_TASK, RunConfig, StageConfig, load_config
 from train.distill import text_columns
 from train.losses import (
     DistilledHardNegativesOnlyRankingLoss,
     DistilledMultipleNegativesRankingLoss,
     HardNegativesOnlyRankingLoss,
     TeacherGeometryLoss,
+    TeacherVectorLoss,
 )
 
 
 logger = logging.getLogger(__name__)
 
+PROJECTION_FILE = "teacher_projection.safetensors"  # TeacherVectorLoss's projection, beside each checkpoint's weights
 MEMORY_SHARE = 0.8  # the activations of one step may take this share of the free memory (check_memory)
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
@@ -203,13 +205,16 @@ def stage_datasets(stage: StageConfig, cfg: RunConfig, miner) -> tuple[dict, dic
     specs = all_specs(cfg)
     datasets, prompts, kinds = {}, {}, {}
     for task in stage.tasks:
-        if task == GEOMETRY_TASK:
+        if task in (GEOMETRY_TASK, VECTORS_TASK):
+            if task == VECTORS_TASK and cfg.vector_weight <= 0:
+                raise ValueError(f"The stage entry {VECTORS_TASK!r} needs vector_weight > 0 (its loss's weight).")
             data = geometry_texts(stage.cap(task), cfg.seed)
             datasets[task] = with_teacher_vectors(data, task, cfg, miner)
-            kinds[task] = GEOMETRY_TASK  # no prompt: plain encode() is what this entry trains
+            kinds[task] = task  # no prompt: plain encode() is what these entries train
             continue
         if task not in specs:
-            raise ValueError(f"Unknown task {task!r} in the config. Known tasks: {sorted([*specs, GEOMETRY_TASK])}")
+            known = sorted([*specs, GEOMETRY_TASK, VECTORS_TASK])
+            raise ValueError(f"Unknown task {task!r} in the config. Known tasks: {known}")
         spec = specs[task]
         if task in cfg.datasets:
             data = dataset_pairs(task, cfg, stage.label_negatives)
@@ -243,8 +248,16 @@ def stage_datasets(stage: StageConfig, cfg: RunConfig, miner) -> tuple[dict, dic
         "hardness_mode": cfg.hardness_mode,
         "hardness_strength": cfg.hardness_strength,
     }
+    vectors = None
+    if cfg.vector_weight > 0:  # one projection for the stage's every loss (run_stage saves and carries it)
+        teacher_dim = miner.teacher.get_embedding_dimension()
+        vectors = TeacherVectorLoss(miner.student, teacher_dim, weight=cfg.vector_weight)
+        if cfg.distill_weight > 0:
+            distill["vector_loss"] = vectors
     for task, data in datasets.items():
-        if kinds[task] == GEOMETRY_TASK:
+        if kinds[task] == VECTORS_TASK:
+            losses[task] = vectors
+        elif kinds[task] == GEOMETRY_TASK:
             losses[task] = TeacherGeometryLoss(
                 miner.student,
                 weight=cfg.geometry_weight,
@@ -408,15 +421,53 @@ def load_saved_weights(model: SentenceTransformer, folder: str | Path) -> None:
 
     state = {}
     for file in sorted(Path(folder).glob("*.safetensors")):
-        state.update(load_file(str(file)))
+        if file.name != PROJECTION_FILE:  # the teacher-vector loss's weights, not the model's
+            state.update(load_file(str(file)))
     model[0].model.load_state_dict(state, strict=True)
 
 
+def teacher_projection(losses: dict) -> torch.nn.Linear | None:
+    """The run's `TeacherVectorLoss` projection among a stage's losses (its own entry or a ranking loss's term)."""
+    for loss in losses.values() if isinstance(losses, dict) else [losses]:
+        for module in (loss, getattr(loss, "vector_loss", None)):
+            if isinstance(module, TeacherVectorLoss):
+                return module.projection
+    return None
+
+
+def save_projection(projection: torch.nn.Linear | None, folder: str | Path) -> None:
+    if projection is not None:
+        from safetensors.torch import save_model
+
+        save_model(projection, str(Path(folder) / PROJECTION_FILE))
+
+
+def load_projection(projection: torch.nn.Linear, folder: str | Path) -> None:
+    from safetensors.torch import load_model
+
+    path = Path(folder) / PROJECTION_FILE
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path} is missing: the run trains teacher vectors (vector_weight > 0) but this checkpoint was saved "
+            "without their projection (a run with another config?). Delete the stage folder to start it afresh."
+        )
+    load_model(projection, str(path))
+
+
 class NVEmbedTrainer(SentenceTransformerTrainer):
+    """The stock trainer, plus: checkpoints of the peft-wrapped NV-Embed, and the teacher-vector projection (a weight
+    of the loss, which the stock checkpoint leaves out) saved and restored with each checkpoint."""
+
     def _load_from_checkpoint(self, checkpoint_path: str) -> None:
         # The stock loader rebuilds a SentenceTransformer from the checkpoint folder, whose NV-Embed code knows
         # nothing of the peft wrapper around the backbone; the saved state dict matches the live module, so load it.
         load_saved_weights(self.model, checkpoint_path)
+        if (projection := teacher_projection(self.loss)) is not None:
+            load_projection(projection, checkpoint_path)
+
+    def _save(self, output_dir: str | None = None, state_dict=None) -> None:
+        super()._save(output_dir, state_dict)
+        save_projection(teacher_projection(self.loss), output_dir if output_dir is not None else self.args.output_dir)
 
 
 def run_stage(model: SentenceTransformer, stage: StageConfig, index: int, cfg: RunConfig, miner: Miner, device: str):
@@ -428,6 +479,10 @@ def run_stage(model: SentenceTransformer, stage: StageConfig, index: int, cfg: R
     length = stage_length(stage, cfg)
     model.max_seq_length = miner.max_seq_length = length  # the student's truncation, and the teacher's (mining)
     datasets, losses, prompts = stage_datasets(stage, cfg, miner)
+    projection = teacher_projection(losses)
+    previous = Path(cfg.output_dir) / f"stage{index - 1}" / "final"
+    if projection is not None and (previous / PROJECTION_FILE).is_file():
+        load_projection(projection, previous)  # stage 2 goes on with stage 1's map instead of a random one
     columns = max(len(text_columns(d)) for d in datasets.values())  # not `label` (teacher vectors)
     check_memory(stage, cfg, device, columns, model[0].model.config.text_config)
     args = SentenceTransformerTrainingArguments(
@@ -470,6 +525,7 @@ def run_stage(model: SentenceTransformer, stage: StageConfig, index: int, cfg: R
     if state.is_main_process:
         write_loss_log(trainer.state.log_history, stage_dir, index)
         model[0].model.save_pretrained(stage_dir / "final")
+        save_projection(projection, stage_dir / "final")
         (stage_dir / "done.json").write_text(json.dumps({"global_step": trainer.state.global_step}))
     state.wait_for_everyone()
     # The trainer holds this stage's optimizer state (2 x the trained weights for AdamW) and gradients in reference
@@ -631,6 +687,7 @@ CARD_HYPERPARAMETERS = (
     "distill_passage_weight",
     "teacher_model",
     "geometry_weight",
+    "vector_weight",
     "matryoshka_dims",
     "max_seq_length",
     "seed",
