@@ -98,6 +98,19 @@ def _config(tmp_path, base, **overrides):
     return RunConfig(**values)
 
 
+def one_entry_run(tmp_path, base, task, **overrides):
+    """A 15-step stage on 40 texts of one entry (teacher_geometry / teacher_vectors): config, model, miner, the texts
+    and their teacher vectors."""
+    cfg = _config(tmp_path, base, **overrides)
+    cfg.stages[0].tasks = [task]
+    cfg.stages[0].max_examples_per_task = 40
+    cfg.stages[0].max_steps = 15
+    model = pipeline.load_for_training(base, cfg, "cpu")
+    miner = pipeline.Miner(model, cfg, "cpu")
+    texts = _geometry_pool(40, 0)["anchor"]
+    return cfg, model, miner, texts, torch.tensor(miner.teacher.encode(texts, normalize_embeddings=True))
+
+
 @pytest.fixture()
 def toy_geometry(monkeypatch):
     monkeypatch.setattr(pipeline, "training_pairs", toy_pairs)
@@ -123,14 +136,7 @@ def test_the_geometry_entry_gets_teacher_vectors_no_prompt_and_its_loss(tiny_nve
 def test_training_on_the_geometry_entry_brings_the_students_cosines_to_the_teachers(
     tiny_nvembed_folder, toy_geometry, tmp_path
 ):
-    cfg = _config(tmp_path, tiny_nvembed_folder)
-    cfg.stages[0].tasks = [GEOMETRY_TASK]
-    cfg.stages[0].max_examples_per_task = 40
-    cfg.stages[0].max_steps = 15
-    model = pipeline.load_for_training(tiny_nvembed_folder, cfg, "cpu")
-    miner = pipeline.Miner(model, cfg, "cpu")
-    texts = _geometry_pool(40, 0)["anchor"]
-    teacher = torch.tensor(miner.teacher.encode(texts, normalize_embeddings=True))
+    cfg, model, miner, texts, teacher = one_entry_run(tmp_path, tiny_nvembed_folder, GEOMETRY_TASK)
 
     def gap():
         student = torch.tensor(model.encode(texts, normalize_embeddings=True))

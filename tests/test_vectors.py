@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
 
-from tests.test_geometry import _config, _geometry_pool
+from tests.test_geometry import _config, _geometry_pool, one_entry_run
 from tests.test_train import SPECS, toy_pairs
 from train import pipeline
 from train.config import VECTORS_TASK, RunConfig, StageConfig
@@ -84,14 +84,7 @@ def test_one_projection_serves_the_vectors_entry_and_the_distilled_ranking_loss(
 def test_training_on_the_vectors_entry_brings_the_projected_student_to_the_teacher(
     tiny_nvembed_folder, toy_texts, tmp_path
 ):
-    cfg = _config(tmp_path, tiny_nvembed_folder, vector_weight=1.0)
-    cfg.stages[0].tasks = [VECTORS_TASK]
-    cfg.stages[0].max_examples_per_task = 40
-    cfg.stages[0].max_steps = 15
-    model = pipeline.load_for_training(tiny_nvembed_folder, cfg, "cpu")
-    miner = pipeline.Miner(model, cfg, "cpu")
-    texts = _geometry_pool(40, 0)["anchor"]
-    teacher = torch.tensor(miner.teacher.encode(texts, normalize_embeddings=True))
+    cfg, model, miner, texts, teacher = one_entry_run(tmp_path, tiny_nvembed_folder, VECTORS_TASK, vector_weight=1.0)
     stage_dir = tmp_path / "run" / "stage1"
 
     def gap(projection):
