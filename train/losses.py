@@ -133,31 +133,24 @@ class TeacherVectorLoss(EmbedDistillLoss):
     The similarity terms (`similarity_distillation`, `TeacherGeometryLoss`) pass on one number per pair of texts; this
     passes on the teacher's whole vector per text (384 numbers), everything the teacher's space encodes about it that
     a linear map can read. The projection only serves the loss: the saved model's vectors are the student's own.
-    One projection is shared by every loss of a run (`projection=`), and `train.pipeline` saves it with every
-    checkpoint, since a trainer checkpoint holds the model and the optimizer state, not a loss's weights.
+    A run builds one of these per stage and hands it to every loss that uses it (one projection), and
+    `train.pipeline` saves the projection with every checkpoint, since a trainer checkpoint holds the model and the
+    optimizer state, not a loss's weights.
 
     Args:
         model: the SentenceTransformer being trained.
         teacher_dim: size of the teacher's vectors.
         weight: factor of the loss.
-        projection: an existing `nn.Linear(student_dim, teacher_dim)` to share (None: a new one).
 
     Requirements:
         one or more text columns and a ``label`` column of their teacher vectors concatenated per row
         (``train.distill.add_teacher_vectors``).
     """
 
-    def __init__(self, model, teacher_dim: int, weight: float = 1.0, projection: torch.nn.Linear | None = None):
+    def __init__(self, model, teacher_dim: int, weight: float = 1.0):
         super().__init__(model, distance_metric="cosine", projection_dim=teacher_dim)
         if weight <= 0:
             raise ValueError(f"weight must be > 0, got {weight}")
-        if projection is not None:
-            if (projection.in_features, projection.out_features) != (model.get_embedding_dimension(), teacher_dim):
-                raise ValueError(
-                    f"projection maps {projection.in_features} -> {projection.out_features}, the loss needs "
-                    f"{model.get_embedding_dimension()} -> {teacher_dim}"
-                )
-            self.projection = projection
         self.weight = weight
 
     def forward(self, sentence_features, labels: torch.Tensor) -> torch.Tensor:
