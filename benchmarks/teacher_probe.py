@@ -23,16 +23,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 FIT_TEXTS, DEV_TEXTS, DEV_PAIRS = 2000, 600, 3000
 
 
-def ridge(x, y, alpha: float):
-    """W, b minimising |xW + b - y|^2 + alpha |W|^2 (closed form, centred)."""
-    import numpy as np
-
-    mx, my = x.mean(0), y.mean(0)
-    xc = x - mx
-    w = np.linalg.solve(xc.T @ xc + alpha * np.eye(x.shape[1]), xc.T @ (y - my))
-    return w, my - mx @ w
-
-
 def mean_cosine(a, b) -> float:
     import numpy as np
 
@@ -53,6 +43,7 @@ def main(argv=None):
 
     from nvembed_defaults import peer_model_path
     from train.data.broad import broad_texts
+    from train.losses import ridge
     from train.pipeline import PROJECTION_FILE
 
     fit, dev = broad_texts("train", limit=FIT_TEXTS), broad_texts("dev", limit=DEV_TEXTS)
@@ -74,7 +65,7 @@ def main(argv=None):
         model.max_seq_length = args.max_seq_length
         s_fit = model.encode(fit, batch_size=32)
         s_dev = model.encode(dev, batch_size=32)
-        w, b = ridge(s_fit, t_fit, args.alpha)
+        w, b = (t.numpy() for t in ridge(s_fit, t_fit, args.alpha))
         probe = mean_cosine(s_dev @ w + b, t_dev)
         unit = s_dev / np.linalg.norm(s_dev, axis=1, keepdims=True)
         agreement = spearmanr([unit[i] @ unit[j] for i, j in pairs], t_pair).statistic

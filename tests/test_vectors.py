@@ -157,3 +157,59 @@ def test_stage_two_starts_from_stage_ones_projection(tiny_nvembed_folder, toy_te
     pipeline.train(cfg, tmp_path / "final")
     assert loaded == [str(tmp_path / "run" / "stage1" / "final")]
     assert (tmp_path / "run" / "stage2" / "final" / pipeline.PROJECTION_FILE).is_file()
+
+
+def test_ridge_recovers_a_linear_map_and_fit_projection_refuses_mismatched_vectors(tiny_st):
+    from train.losses import ridge
+
+    torch.manual_seed(0)
+    x, w, b = torch.randn(200, 6), torch.randn(6, 3), torch.randn(3)
+    got_w, got_b = ridge(x, x @ w + b, alpha=1e-6)
+    assert torch.allclose(got_w.float(), w, atol=1e-4) and torch.allclose(got_b.float(), b, atol=1e-4)
+    shrunk, _ = ridge(x, x @ w + b, alpha=1e4)  # the penalty pulls the map toward 0
+    assert shrunk.norm() < 0.1 * w.norm()
+    loss = TeacherVectorLoss(tiny_st, teacher_dim=3)
+    dim = tiny_st.get_embedding_dimension()
+    with pytest.raises(ValueError, match="same texts"):
+        loss.fit_projection(torch.randn(5, dim), torch.randn(4, 3))
+    with pytest.raises(ValueError, match="projection"):
+        loss.fit_projection(torch.randn(5, dim + 1), torch.randn(5, 3))
+
+
+def test_vector_init_ridge_starts_a_fresh_run_at_the_ridge_map_and_a_resumed_one_at_its_checkpoint(
+    tiny_nvembed_folder, toy_texts, tmp_path
+):
+    with pytest.raises(ValueError, match="vector_init must be"):
+        RunConfig(stages=[StageConfig()], vector_init="zeros")
+    cfg = _config(tmp_path, tiny_nvembed_folder, vector_weight=1.0, vector_init="ridge", save_steps=2)
+    cfg.stages[0].tasks = [VECTORS_TASK]
+    cfg.stages[0].max_examples_per_task = 40
+    cfg.stages[0].max_steps = 2
+    model = pipeline.load_for_training(tiny_nvembed_folder, cfg, "cpu")
+    miner = pipeline.Miner(model, cfg, "cpu")
+    datasets, losses, prompts = pipeline.stage_datasets(cfg.stages[0], cfg, miner)
+    vectors = pipeline.teacher_vector_loss(losses)
+    rows = datasets[VECTORS_TASK]
+    student = model.encode(rows["anchor"], convert_to_tensor=True).float().clone()
+    teacher = torch.tensor(rows["label"])
+
+    def cosine():
+        with torch.no_grad():
+            return F.cosine_similarity(vectors.projection(student), teacher).mean().item()
+
+    random_start = cosine()
+    fit = pipeline.fit_projection_to_teacher(vectors, model, datasets, prompts, cfg.seed)
+    assert fit > random_start + 0.2
+    assert fit == pytest.approx(cosine(), abs=1e-4)  # fitted on these 40 texts, all of the entry
+
+    fits = []
+    real = pipeline.fit_projection_to_teacher
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(pipeline, "fit_projection_to_teacher", lambda *a, **k: fits.append(real(*a, **k)))
+        pipeline.run_stage(model, cfg.stages[0], 1, cfg, miner, "cpu")
+        assert len(fits) == 1  # a fresh stage 1
+        (tmp_path / "run" / "stage1" / "done.json").unlink()  # cut after its checkpoint: it resumes
+        cfg.stages[0].max_steps = 3
+        model = pipeline.load_for_training(tiny_nvembed_folder, cfg, "cpu")
+        pipeline.run_stage(model, cfg.stages[0], 1, cfg, pipeline.Miner(model, cfg, "cpu"), "cpu")
+        assert len(fits) == 1  # the checkpoint's projection, not a new fit

@@ -178,6 +178,9 @@ class RunConfig:
             `EmbedDistillLoss`): the loss of `teacher_vectors` stage entries, and a term on every text of the
             distilled ranking batches when distill_weight > 0. One projection per run, saved with each checkpoint
             and carried from stage to stage. 0: off (a `teacher_vectors` entry then raises).
+        vector_init: how a run's first stage starts that projection: "random" (nn.Linear's init) or "ridge" (the
+            closed-form ridge regression of the teacher's vectors on the untrained student's, over up to 1,024 of
+            the stage's texts: `train.pipeline.fit_projection_to_teacher`).
         matryoshka_dims: train the leading dimensions as embeddings of their own (sentence-transformers'
             `MatryoshkaLoss` around every task's loss, e.g. [64, 128, 256, 576]; the full size must be listed), so
             that users can truncate the vectors (`truncate_dim`, the server's `dimensions`). None: off.
@@ -230,6 +233,7 @@ class RunConfig:
     teacher_model: str | None = None
     geometry_weight: float = 1.0
     vector_weight: float = 0.0
+    vector_init: str = "random"
     matryoshka_dims: list[int] | None = None
     geometry_kl_weight: float = 0.0
     distill_weight: float = 0.0
@@ -270,6 +274,8 @@ class RunConfig:
             )
         if self.vector_weight < 0:
             raise ValueError(f"vector_weight must be >= 0, got {self.vector_weight}")
+        if self.vector_init not in ("random", "ridge"):
+            raise ValueError(f"vector_init must be 'random' or 'ridge', got {self.vector_init!r}")
         if self.vector_weight > 0 and self.matryoshka_dims:
             raise ValueError(
                 "vector_weight and matryoshka_dims do not combine: MatryoshkaLoss would hand the teacher-vector "

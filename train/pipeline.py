@@ -426,13 +426,45 @@ def load_saved_weights(model: SentenceTransformer, folder: str | Path) -> None:
     model[0].model.load_state_dict(state, strict=True)
 
 
-def teacher_projection(losses: dict) -> torch.nn.Linear | None:
-    """The run's `TeacherVectorLoss` projection among a stage's losses (its own entry or a ranking loss's term)."""
+def teacher_vector_loss(losses: dict) -> TeacherVectorLoss | None:
+    """The run's `TeacherVectorLoss` among a stage's losses (its own entry or a ranking loss's term)."""
     for loss in losses.values() if isinstance(losses, dict) else [losses]:
         for module in (loss, getattr(loss, "vector_loss", None)):
             if isinstance(module, TeacherVectorLoss):
-                return module.projection
+                return module
     return None
+
+
+def teacher_projection(losses: dict) -> torch.nn.Linear | None:
+    """The run's `TeacherVectorLoss` projection among a stage's losses, if any."""
+    vectors = teacher_vector_loss(losses)
+    return None if vectors is None else vectors.projection
+
+
+RIDGE_TEXTS = 1024  # texts of `vector_init: ridge`'s fit: ~2 min of encoding at 64 tokens on 2 cores
+
+
+def fit_projection_to_teacher(
+    vectors: TeacherVectorLoss, model, datasets: dict, prompts: dict, seed: int, limit: int = RIDGE_TEXTS
+) -> float:
+    """Start `vectors`' projection at the ridge map from the student's vectors to the teacher's (`vector_init:
+    ridge`), fitted on up to `limit` texts drawn evenly from the stage's datasets (first text column, encoded with
+    the prompt that training gives it; teacher vectors from the cached `label` column). Returns the fit's cosine."""
+    student, teacher = [], []
+    with_labels = {task: data for task, data in datasets.items() if "label" in data.column_names}
+    if not with_labels:
+        raise ValueError("vector_init: ridge needs teacher vectors (a `label` column) in one of the stage's datasets")
+    share = max(1, limit // len(with_labels))
+    for task, data in with_labels.items():
+        rows = data.shuffle(seed=seed).select(range(min(share, len(data))))
+        column = text_columns(data)[0]
+        labels = torch.tensor(rows["label"], dtype=torch.float32)
+        teacher.append(labels.view(len(rows), len(text_columns(data)), -1)[:, 0])
+        prompt = prompts.get(task, {}).get(column)
+        student.append(model.encode(rows[column], prompt=prompt, batch_size=32, convert_to_tensor=True).cpu().float())
+    fit = vectors.fit_projection(torch.cat(student), torch.cat(teacher))
+    logger.info("teacher-vector projection fitted by ridge on %d texts: cosine %.3f", sum(map(len, student)), fit)
+    return fit
 
 
 def save_projection(projection: torch.nn.Linear | None, folder: str | Path) -> None:
@@ -481,8 +513,11 @@ def run_stage(model: SentenceTransformer, stage: StageConfig, index: int, cfg: R
     datasets, losses, prompts = stage_datasets(stage, cfg, miner)
     projection = teacher_projection(losses)
     previous = Path(cfg.output_dir) / f"stage{index - 1}" / "final"
+    last = get_last_checkpoint(str(stage_dir)) if stage_dir.is_dir() else None
     if projection is not None and (previous / PROJECTION_FILE).is_file():
         load_projection(projection, previous)  # stage 2 goes on with stage 1's map instead of a random one
+    elif projection is not None and cfg.vector_init == "ridge" and not last:  # a resumed run loads its own
+        fit_projection_to_teacher(teacher_vector_loss(losses), model, datasets, prompts, cfg.seed)
     columns = max(len(text_columns(d)) for d in datasets.values())  # not `label` (teacher vectors)
     check_memory(stage, cfg, device, columns, model[0].model.config.text_config)
     args = SentenceTransformerTrainingArguments(
@@ -515,7 +550,6 @@ def run_stage(model: SentenceTransformer, stage: StageConfig, index: int, cfg: R
     trainer = NVEmbedTrainer(
         model=model, args=args, train_dataset=datasets, loss=losses, evaluator=evaluator, callbacks=[monitor]
     )
-    last = get_last_checkpoint(str(stage_dir)) if stage_dir.is_dir() else None
     if last:
         logger.info("resuming stage %d from %s", index, last)
     elif evaluator is not None and index == 1:
