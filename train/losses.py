@@ -48,20 +48,25 @@ class HardNegativesOnlyRankingLoss(MultipleNegativesRankingLoss):
         return F.cross_entropy(scores, target)
 
 
-def _similarities(embeddings: list[torch.Tensor], teacher: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(student, teacher) cosine similarities of each anchor to every candidate of the batch, each (B, (k - 1) * B)."""
-    batch, k = embeddings[0].shape[0], len(embeddings)
-    if teacher is None or teacher.dim() != 2 or teacher.shape[0] != batch or teacher.shape[1] % k:
+def per_column(teacher: torch.Tensor, embeddings: list[torch.Tensor]) -> list[torch.Tensor]:
+    """The `label` column's concatenated teacher vectors (batch, columns * dim): one (batch, dim) tensor per column
+    of `embeddings`, in their dtype. Refuses a column of another shape, naming it."""
+    batch, columns = embeddings[0].shape[0], len(embeddings)
+    if teacher is None or teacher.dim() != 2 or teacher.shape[0] != batch or teacher.shape[1] % columns:
         shape = None if teacher is None else tuple(teacher.shape)
         raise ValueError(
-            f"Similarity distillation needs a (batch, {k} * teacher_dim) `label` column of cached teacher vectors; "
-            f"got {shape}. Set distill_weight: 0 or let train.distill add the column."
+            f"Teacher distillation needs a ({batch}, {columns} * teacher_dim) `label` column of cached teacher "
+            f"vectors; got {shape}. Set distill_weight / vector_weight to 0 or let train.distill add the column."
         )
-    t = teacher.view(batch, k, -1).to(embeddings[0].dtype)
-    t_queries, t_docs = t[:, 0], t[:, 1:].transpose(0, 1).reshape((k - 1) * batch, -1)
+    return list(teacher.to(embeddings[0].dtype).view(batch, columns, -1).unbind(dim=1))
+
+
+def _similarities(embeddings: list[torch.Tensor], teacher: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(student, teacher) cosine similarities of each anchor to every candidate of the batch, each (B, (k - 1) * B)."""
+    t_queries, *t_docs = per_column(teacher, embeddings)
     s_queries = F.normalize(embeddings[0], dim=-1)
     s_docs = F.normalize(torch.cat(embeddings[1:]), dim=-1)
-    return s_queries @ s_docs.T, t_queries @ t_docs.T
+    return s_queries @ s_docs.T, t_queries @ torch.cat(t_docs).T
 
 
 def similarity_distillation(
@@ -94,9 +99,7 @@ def passage_distillation(
     the geometry that clustering, classification and STS read, from the same cached teacher vectors (no extra
     encoding). Arguments as `similarity_distillation`; the passages are every column after the anchor.
     """
-    batch, k = embeddings[0].shape[0], len(embeddings)
-    _similarities(embeddings, teacher)  # validates the teacher column's shape
-    t = teacher.view(batch, k, -1).to(embeddings[0].dtype)[:, 1:].transpose(0, 1).reshape((k - 1) * batch, -1)
+    t = torch.cat(per_column(teacher, embeddings)[1:])
     s = F.normalize(torch.cat(embeddings[1:]), dim=-1)
     self_pairs = torch.eye(s.shape[0], dtype=torch.bool, device=s.device)
     student = (s @ s.T * scale).masked_fill(self_pairs, float("-inf"))
@@ -112,17 +115,6 @@ def similarity_mse(embeddings: list[torch.Tensor], teacher: torch.Tensor) -> tor
     does."""
     student, target = _similarities(embeddings, teacher)
     return F.mse_loss(student, target)
-
-
-def per_column(teacher: torch.Tensor, columns: int) -> list[torch.Tensor]:
-    """The `label` column's concatenated teacher vectors (batch, columns * dim): one (batch, dim) tensor per column."""
-    if teacher is None or teacher.dim() != 2 or teacher.shape[1] % columns:
-        shape = None if teacher is None else tuple(teacher.shape)
-        raise ValueError(
-            f"Teacher-vector distillation needs a (batch, {columns} * teacher_dim) `label` column of cached teacher "
-            f"vectors; got {shape}."
-        )
-    return list(teacher.view(teacher.shape[0], columns, -1).unbind(dim=1))
 
 
 class TeacherVectorLoss(EmbedDistillLoss):
@@ -161,7 +153,7 @@ class TeacherVectorLoss(EmbedDistillLoss):
 
     def term(self, embeddings: list[torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
         """`weight` x the mean over columns of 1 - cos(projection(student), teacher)."""
-        return self.weight * self.compute_loss_from_embeddings(embeddings, per_column(labels, len(embeddings)))
+        return self.weight * self.compute_loss_from_embeddings(embeddings, per_column(labels, embeddings))
 
     @torch.no_grad()
     def fit_projection(self, student: torch.Tensor, teacher: torch.Tensor, alpha: float = 1.0) -> float:
