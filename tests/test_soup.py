@@ -29,9 +29,10 @@ def test_a_soup_is_the_weighted_mean_of_its_ingredients_and_loads_as_a_sentence_
 
     a = perturbed_copy(tiny_nvembed_folder, tmp_path / "a", seed=1)
     b = perturbed_copy(tiny_nvembed_folder, tmp_path / "b", seed=2)
+    save_file({"weight": torch.ones(2, 2)}, str(b / "teacher_projection.safetensors"))  # a run's loss weights
     out = soup(tmp_path / "soup", [a, b], weights=[0.25, 0.75])
     wa, wb, ws = (load_file(str(f / "model.safetensors")) for f in (a, b, out))
-    assert set(ws) == set(wa)
+    assert set(ws) == set(wa) and not (out / "teacher_projection.safetensors").exists()
     for name, tensor in ws.items():
         if tensor.is_floating_point():
             assert torch.allclose(tensor, 0.25 * wa[name] + 0.75 * wb[name], atol=1e-6), name

@@ -5,7 +5,7 @@ averaging weights of multiple fine-tuned models improves accuracy without increa
     python -m train.soup OUTPUT FOLDER FOLDER [FOLDER ...] [--weights 0.5 0.5]
 
 The output is the first folder's files (config, remote code, tokenizer, sentence-transformers modules) with the
-averaged `*.safetensors`, plus `soup.json` naming the ingredients and their weights. Folders whose configs, weight
+averaged `model*.safetensors` (other safetensors, such as a run's `teacher_projection.safetensors`, are left out), plus `soup.json` naming the ingredients and their weights. Folders whose configs, weight
 files, tensor names, shapes or dtypes differ are refused, naming the first difference: averaging unrelated weights
 gives a broken model, not an error. Neither transformers nor sentence-transformers ships weight averaging.
 """
@@ -21,9 +21,9 @@ MODEL_KEYS_IGNORED = ("_name_or_path", "transformers_version")  # differ between
 
 
 def weight_files(folder: Path) -> list[str]:
-    files = sorted(p.name for p in folder.glob("*.safetensors"))
+    files = sorted(p.name for p in folder.glob("model*.safetensors"))  # not a training run's loss weights
     if not files:
-        raise FileNotFoundError(f"{folder} holds no *.safetensors weights")
+        raise FileNotFoundError(f"{folder} holds no model*.safetensors weights")
     return files
 
 
