@@ -542,6 +542,7 @@ def run_stage(model: SentenceTransformer, stage: StageConfig, index: int, cfg: R
         eval_strategy="steps" if cfg.eval_steps else "no",
         eval_steps=cfg.eval_steps,
     )
+    logger.info("stage %d trains in %s", index, "bf16 autocast" if args.bf16 else "fp32")  # hosts differ: say which
     from train.monitor import RunMonitor, dev_evaluators
 
     steps_before = sum(s.max_steps for s in cfg.stages[: index - 1])

@@ -5,9 +5,10 @@ averaging weights of multiple fine-tuned models improves accuracy without increa
     python -m train.soup OUTPUT FOLDER FOLDER [FOLDER ...] [--weights 0.5 0.5]
 
 The output is the first folder's files (config, remote code, tokenizer, sentence-transformers modules) with the
-averaged `model*.safetensors` (other safetensors, such as a run's `teacher_projection.safetensors`, are left out), plus `soup.json` naming the ingredients and their weights. Folders whose configs, weight
-files, tensor names, shapes or dtypes differ are refused, naming the first difference: averaging unrelated weights
-gives a broken model, not an error. Neither transformers nor sentence-transformers ships weight averaging.
+averaged `model*.safetensors` (other safetensors, such as a run's `teacher_projection.safetensors`, are left out),
+plus `soup.json` naming the ingredients and their weights. Folders whose configs, weight files, tensor names, shapes
+or dtypes differ are refused, naming the first difference: averaging unrelated weights gives a broken model, not an
+error. Neither transformers nor sentence-transformers ships weight averaging.
 """
 
 import argparse
