@@ -181,6 +181,8 @@ def test_vector_init_ridge_starts_a_fresh_run_at_the_ridge_map_and_a_resumed_one
 ):
     with pytest.raises(ValueError, match="vector_init must be"):
         RunConfig(stages=[StageConfig()], vector_init="zeros")
+    with pytest.raises(ValueError, match="needs vector_weight > 0"):
+        RunConfig(stages=[StageConfig()], vector_init="ridge")
     cfg = _config(tmp_path, tiny_nvembed_folder, vector_weight=1.0, vector_init="ridge", save_steps=2)
     cfg.stages[0].tasks = [VECTORS_TASK]
     cfg.stages[0].max_examples_per_task = 40

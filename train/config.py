@@ -276,6 +276,8 @@ class RunConfig:
             raise ValueError(f"vector_weight must be >= 0, got {self.vector_weight}")
         if self.vector_init not in ("random", "ridge"):
             raise ValueError(f"vector_init must be 'random' or 'ridge', got {self.vector_init!r}")
+        if self.vector_init == "ridge" and self.vector_weight <= 0:
+            raise ValueError("vector_init: ridge starts the teacher-vector projection, which needs vector_weight > 0")
         if self.vector_weight > 0 and self.matryoshka_dims:
             raise ValueError(
                 "vector_weight and matryoshka_dims do not combine: MatryoshkaLoss would hand the teacher-vector "
