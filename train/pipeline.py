@@ -511,13 +511,14 @@ def run_stage(model: SentenceTransformer, stage: StageConfig, index: int, cfg: R
     length = stage_length(stage, cfg)
     model.max_seq_length = miner.max_seq_length = length  # the student's truncation, and the teacher's (mining)
     datasets, losses, prompts = stage_datasets(stage, cfg, miner)
-    projection = teacher_projection(losses)
+    vectors = teacher_vector_loss(losses)
+    projection = None if vectors is None else vectors.projection
     previous = Path(cfg.output_dir) / f"stage{index - 1}" / "final"
     last = get_last_checkpoint(str(stage_dir)) if stage_dir.is_dir() else None
     if projection is not None and (previous / PROJECTION_FILE).is_file():
         load_projection(projection, previous)  # stage 2 goes on with stage 1's map instead of a random one
     elif projection is not None and cfg.vector_init == "ridge" and not last:  # a resumed run loads its own
-        fit_projection_to_teacher(teacher_vector_loss(losses), model, datasets, prompts, cfg.seed)
+        fit_projection_to_teacher(vectors, model, datasets, prompts, cfg.seed)
     columns = max(len(text_columns(d)) for d in datasets.values())  # not `label` (teacher vectors)
     check_memory(stage, cfg, device, columns, model[0].model.config.text_config)
     args = SentenceTransformerTrainingArguments(

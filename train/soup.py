@@ -83,16 +83,16 @@ def soup(output: str | Path, folders: list[str | Path], weights: list[float] | N
     weights = [1.0 / len(folders)] * len(folders) if weights is None else list(weights)
     if len(weights) != len(folders) or any(w <= 0 for w in weights) or abs(sum(weights) - 1) > 1e-6:
         raise ValueError(f"weights must be {len(folders)} positive numbers summing to 1, got {weights}")
-    if output.exists():
+    if output.exists():  # an ingredient's own folder included
         raise FileExistsError(f"{output} exists; a soup is written into a new folder")
-    if any(output.resolve() == f.resolve() for f in folders):
-        raise ValueError(f"{output} is one of the ingredients")
     files = check_compatible(folders)
     shutil.copytree(folders[0], output, ignore=shutil.ignore_patterns("*.safetensors"))
     for file in files:
         save_file(average(folders, weights, file), str(output / file), metadata={"format": "pt"})
-    record = {"method": "uniform" if len(set(weights)) == 1 else "weighted", "ingredients": []}
-    record["ingredients"] = [{"folder": str(f), "weight": w} for f, w in zip(folders, weights)]
+    record = {
+        "method": "uniform" if len(set(weights)) == 1 else "weighted",
+        "ingredients": [{"folder": str(f), "weight": w} for f, w in zip(folders, weights)],
+    }
     (output / "soup.json").write_text(json.dumps(record, indent=2) + "\n")
     return output
 
