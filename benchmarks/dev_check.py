@@ -130,7 +130,12 @@ def plain_use(scores: dict[str, float]) -> dict[str, float]:
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("models", nargs="+", help="name=folder; the folder 'minilm' is the bundled all-MiniLM-L6-v2")
+    parser.add_argument(
+        "models",
+        nargs="+",
+        help="name=folder; the folder 'minilm' is the bundled all-MiniLM-L6-v2, 'st:PATH' any other "
+        "sentence-transformers folder used as it is (no instructions)",
+    )
     parser.add_argument("--dev-queries", type=int, default=100)
     parser.add_argument("--section-rows", type=int, default=500)
     parser.add_argument("--max-seq-length", type=int, default=64)
@@ -167,11 +172,12 @@ def main(argv=None):
         name, _, folder = spec.partition("=")
         if not folder:
             raise SystemExit(f"expected name=folder, got {spec!r}")
-        peer = folder == "minilm"
-        if not peer and not Path(folder, "modules.json").is_file():
-            raise SystemExit(f"{folder!r} is not a sentence-transformers folder (no modules.json)")
+        peer = folder == "minilm" or folder.startswith("st:")  # encoded without instructions
+        path = str(peer_model_path()) if folder == "minilm" else folder.removeprefix("st:")
+        if not Path(path, "modules.json").is_file():
+            raise SystemExit(f"{path!r} is not a sentence-transformers folder (no modules.json)")
         model = SentenceTransformer(
-            str(peer_model_path()) if peer else folder,
+            path,
             trust_remote_code=not peer,
             device="cpu",
             truncate_dim=None if peer else args.truncate_dim,

@@ -6,6 +6,8 @@ Specs:
     raw-mean[:PATH_OR_GGUF]   the raw causal backbone, mean pooling over the text tokens (instruction excluded)
     raw-last[:PATH_OR_GGUF]   the raw causal backbone, last-token pooling
     minilm                    the bundled all-MiniLM-L6-v2 (no instructions: it was not trained with them)
+    st:PATH                   any other sentence-transformers folder used as all-MiniLM-L6-v2 is, without instructions
+                              (e.g. a teacher from `train.teachers`)
     bm25                      bm25s lexical retrieval (retrieval tasks only)
 
 How the instruction reaches the model: `InstructEncoder.encode` does for text what mteb's
@@ -105,7 +107,7 @@ def load_model(spec: str, max_seq_length: int | None = None) -> Any:
     """Builds the system named by `spec` (see the module docstring) as an mteb-compatible model.
 
     Args:
-        spec: "bm25", "minilm", "raw-mean[:PATH]", "raw-last[:PATH]" or a SentenceTransformer folder.
+        spec: "bm25", "minilm", "st:PATH", "raw-mean[:PATH]", "raw-last[:PATH]" or a SentenceTransformer folder.
 
     Returns:
         An object with `mteb_model_meta` that `mteb.evaluate` runs as is.
@@ -118,13 +120,19 @@ def load_model(spec: str, max_seq_length: int | None = None) -> Any:
         model = BM25Search(stopwords="en", stemmer_language="")
         model.mteb_model_meta = _meta("bm25", model_type=["sparse"])
         return model
-    if spec == "minilm":
+    if spec == "minilm" or spec.startswith("st:"):
         from sentence_transformers import SentenceTransformer
 
+        folder = peer_model_path() if spec == "minilm" else Path(spec.removeprefix("st:"))
+        if not (folder / "modules.json").is_file():
+            raise FileNotFoundError(
+                f"model '{spec}': {folder} is not a sentence-transformers folder (no modules.json)"
+            )
         wrapper = SentenceTransformerEncoderWrapper(
-            _capped(SentenceTransformer(str(peer_model_path()), device="cpu"), max_seq_length)
+            _capped(SentenceTransformer(str(folder), device="cpu"), max_seq_length)
         )
-        wrapper.mteb_model_meta = _meta("minilm", similarity_fn_name=ScoringFunction.COSINE, use_instructions=False)
+        name = "minilm" if spec == "minilm" else folder.resolve().name
+        wrapper.mteb_model_meta = _meta(name, similarity_fn_name=ScoringFunction.COSINE, use_instructions=False)
         return wrapper
     kind, _, source = spec.partition(":")
     if kind in RAW_POOLING:
@@ -133,7 +141,7 @@ def load_model(spec: str, max_seq_length: int | None = None) -> Any:
     path = Path(spec)
     if not path.is_dir():
         raise FileNotFoundError(
-            f"model '{spec}' is not a folder nor one of: bm25, minilm, raw-mean[:PATH_OR_GGUF], "
+            f"model '{spec}' is not a folder nor one of: bm25, minilm, st:PATH, raw-mean[:PATH_OR_GGUF], "
             "raw-last[:PATH_OR_GGUF]"
         )
     from sentence_transformers import SentenceTransformer
