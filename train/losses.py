@@ -48,17 +48,22 @@ class HardNegativesOnlyRankingLoss(MultipleNegativesRankingLoss):
         return F.cross_entropy(scores, target)
 
 
-def per_column(teacher: torch.Tensor, embeddings: list[torch.Tensor]) -> list[torch.Tensor]:
-    """The `label` column's concatenated teacher vectors (batch, columns * dim): one (batch, dim) tensor per column
-    of `embeddings`, in their dtype. Refuses a column of another shape, naming it."""
-    batch, columns = embeddings[0].shape[0], len(embeddings)
+def split_columns(teacher: torch.Tensor, batch: int, columns: int) -> list[torch.Tensor]:
+    """The `label` column's concatenated teacher vectors (batch, columns * dim): one (batch, dim) tensor per text
+    column. Refuses a column of another shape, naming it."""
     if teacher is None or teacher.dim() != 2 or teacher.shape[0] != batch or teacher.shape[1] % columns:
         shape = None if teacher is None else tuple(teacher.shape)
         raise ValueError(
             f"Teacher distillation needs a ({batch}, {columns} * teacher_dim) `label` column of cached teacher "
             f"vectors; got {shape}. Set distill_weight / vector_weight to 0 or let train.distill add the column."
         )
-    return list(teacher.to(embeddings[0].dtype).view(batch, columns, -1).unbind(dim=1))
+    return list(teacher.view(batch, columns, -1).unbind(dim=1))
+
+
+def per_column(teacher: torch.Tensor, embeddings: list[torch.Tensor]) -> list[torch.Tensor]:
+    """`split_columns` for a batch's `embeddings` (one tensor per column), in their dtype."""
+    columns = split_columns(teacher, embeddings[0].shape[0], len(embeddings))
+    return [column.to(embeddings[0].dtype) for column in columns]
 
 
 def _similarities(embeddings: list[torch.Tensor], teacher: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -48,6 +48,7 @@ from train.losses import (
     HardNegativesOnlyRankingLoss,
     TeacherGeometryLoss,
     TeacherVectorLoss,
+    split_columns,
 )
 
 
@@ -459,7 +460,7 @@ def fit_projection_to_teacher(
         rows = data.shuffle(seed=seed).select(range(min(share, len(data))))
         column = text_columns(data)[0]
         labels = torch.tensor(rows["label"], dtype=torch.float32)
-        teacher.append(labels.view(len(rows), len(text_columns(data)), -1)[:, 0])
+        teacher.append(split_columns(labels, len(rows), len(text_columns(data)))[0])
         prompt = prompts.get(task, {}).get(column)
         student.append(model.encode(rows[column], prompt=prompt, batch_size=32, convert_to_tensor=True).cpu().float())
     fit = vectors.fit_projection(torch.cat(student), torch.cat(teacher))
