@@ -130,6 +130,21 @@ def test_a_finished_stage_frees_its_optimizer_before_the_next_stage(
     assert len(optimizers) == 2 and alive_at_start == [[], [False]]
 
 
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="glibc's malloc_trim: Linux only")
+def test_release_freed_memory_hands_a_fragmented_heap_back():
+    """Freed heap pages between live blocks stay resident until `malloc_trim`: the stage change releases them."""
+    import psutil
+
+    process = psutil.Process()
+    blocks = [bytearray(8192) for _ in range(40_000)]  # ~330 MB in heap blocks (below glibc's mmap threshold)
+    keep = blocks[::16]  # every 16th stays alive, so the heap's top cannot shrink by itself
+    del blocks
+    before = process.memory_info().rss
+    pipeline.release_freed_memory()
+    after = process.memory_info().rss
+    assert len(keep) == 2500 and before - after > 150 * 2**20, (before, after)
+
+
 def test_stage2_loss_matches_hand_computed_infonce_without_in_batch_negatives(tiny_nvembed_folder, tmp_path):
     """-log softmax over (positive, negatives) of each anchor's own row, at scale 1 / temperature, by hand."""
     model = pipeline.load_for_training(tiny_nvembed_folder, run_config(tmp_path, tiny_nvembed_folder), "cpu")

@@ -570,7 +570,24 @@ def run_stage(model: SentenceTransformer, stage: StageConfig, index: int, cfg: R
     trainer.optimizer = trainer.lr_scheduler = None
     model.zero_grad(set_to_none=True)
     del trainer
+    release_freed_memory()
+
+
+def release_freed_memory() -> None:
+    """Collect reference cycles, then hand the heap's free pages back to the OS (glibc's `malloc_trim`). Freed tensors
+    otherwise stay resident in the allocator's fragmented heap: the next stage's differently shaped tensors do not fit
+    those holes and take new pages, so the demo's stage 2 sat ~3 GB above the same step in a fresh process
+    (levers-2026-12-07.md). Where the C library has no `malloc_trim` (not glibc), only the collection runs."""
+    import ctypes
+    import ctypes.util
+
     gc.collect()
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c"))
+        trim = libc.malloc_trim
+    except (OSError, AttributeError, TypeError):  # musl, macOS, Windows: no malloc_trim
+        return
+    trim(0)
 
 
 def stage_length(stage: StageConfig, cfg: RunConfig) -> int:
@@ -665,6 +682,7 @@ def train(cfg: RunConfig, final_dir: str | Path | None = None, budget_minutes: f
 
         check_configured(cfg.datasets, [t for s in cfg.stages for t in s.tasks])
     base = prepare_base_model(cfg)
+    release_freed_memory()  # the GGUF dequantization's buffers, before training allocates
     model = load_for_training(base, cfg, device)
     if budget_minutes is not None:
         from train.budget import apply_budget
