@@ -158,6 +158,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     from sentence_transformers import SentenceTransformer
 
+    from eval.models import plain_folder
     from eval.ood import INSTRUCTIONS as OOD_INSTRUCTIONS
     from modeling_nvembed import format_instruction
     from nvembed_defaults import peer_model_path
@@ -172,8 +173,9 @@ def main(argv=None):
         name, _, folder = spec.partition("=")
         if not folder:
             raise SystemExit(f"expected name=folder, got {spec!r}")
-        peer = folder == "minilm" or folder.startswith("st:")  # encoded without instructions
-        path = str(peer_model_path()) if folder == "minilm" else folder.removeprefix("st:")
+        peer_folder = plain_folder(folder)
+        peer = peer_folder is not None  # encoded without instructions
+        path = str(peer_folder or folder)
         if not Path(path, "modules.json").is_file():
             raise SystemExit(f"{path!r} is not a sentence-transformers folder (no modules.json)")
         model = SentenceTransformer(

@@ -103,6 +103,18 @@ def _capped(model: Any, max_seq_length: int | None) -> Any:
     return model
 
 
+def plain_folder(spec: str) -> Path | None:
+    """The sentence-transformers folder a peer spec names, encoded without instructions; None for any other spec.
+
+    "minilm" is the bundled all-MiniLM-L6-v2, "st:PATH" any other folder (a teacher, say).
+    """
+    if spec == "minilm":
+        return peer_model_path()
+    if spec.startswith("st:"):
+        return Path(spec.removeprefix("st:"))
+    return None
+
+
 def load_model(spec: str, max_seq_length: int | None = None) -> Any:
     """Builds the system named by `spec` (see the module docstring) as an mteb-compatible model.
 
@@ -120,10 +132,10 @@ def load_model(spec: str, max_seq_length: int | None = None) -> Any:
         model = BM25Search(stopwords="en", stemmer_language="")
         model.mteb_model_meta = _meta("bm25", model_type=["sparse"])
         return model
-    if spec == "minilm" or spec.startswith("st:"):
+    folder = plain_folder(spec)
+    if folder is not None:
         from sentence_transformers import SentenceTransformer
 
-        folder = peer_model_path() if spec == "minilm" else Path(spec.removeprefix("st:"))
         if not (folder / "modules.json").is_file():
             raise FileNotFoundError(
                 f"model '{spec}': {folder} is not a sentence-transformers folder (no modules.json)"

@@ -248,6 +248,17 @@ def test_tasks_use_train_data_instruction_and_kind():
             assert prompt == ood.INSTRUCTIONS[name] and kind == ood.KINDS[name], name
 
 
+def test_peer_specs_name_plain_folders_and_a_folder_without_modules_fails(tmp_path):
+    from eval.models import plain_folder
+    from nvembed_defaults import peer_model_path
+
+    assert plain_folder("minilm") == peer_model_path()
+    assert plain_folder(f"st:{tmp_path}") == tmp_path
+    assert plain_folder(str(tmp_path)) is None and plain_folder("bm25") is None  # NV-Embed folders, other systems
+    with pytest.raises(FileNotFoundError, match="no modules.json"):
+        load_model(f"st:{tmp_path}")
+
+
 def test_compare_parses_named_system_specs():
     from eval.compare import parse_models
 

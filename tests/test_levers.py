@@ -620,6 +620,21 @@ def test_demo_expects_its_time_from_this_machines_speed():
         expected_minutes(0)
 
 
+def test_the_bf16_key_decides_and_auto_asks_the_hardware(monkeypatch):
+    """train.demo's time estimate and run_stage's training arguments read the same decision."""
+    import train.pipeline as pipeline
+
+    def config(bf16):
+        return RunConfig(bf16=bf16, stages=[StageConfig(tasks=["debian_description"])])
+
+    asked = []
+    monkeypatch.setattr(pipeline, "bf16_available", lambda device: asked.append(device) or device == "cuda")
+    assert pipeline.uses_bf16(config("auto"), "cuda") and not pipeline.uses_bf16(config("auto"), "cpu")
+    assert asked == ["cuda", "cpu"]
+    assert pipeline.uses_bf16(config(True), "cpu") and not pipeline.uses_bf16(config(False), "cuda")
+    assert asked == ["cuda", "cpu"]  # an explicit key does not ask
+
+
 def test_stopping_the_levers_runner_stops_its_training_child(tmp_path):
     """`kill PID` of `eval.levers` must not leave the variant's training running (it would race a restarted copy)."""
     import os

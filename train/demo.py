@@ -112,10 +112,10 @@ def main(argv=None):
 
     from train.data import load_source
     from train.monitor import matmul_gflops
-    from train.pipeline import bf16_available
+    from train.pipeline import uses_bf16
 
     cfg = load_config(args.config)
-    bf16 = bf16_available("cpu") if cfg.bf16 == "auto" else bool(cfg.bf16)
+    bf16 = uses_bf16(cfg, "cpu")
     measured = MEASURED_TRAIN_BF16 if bf16 else MEASURED_TRAIN
     gflops = matmul_gflops()
     print(

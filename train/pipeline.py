@@ -70,6 +70,11 @@ def bf16_available(device: str) -> bool:
     return "amx_bf16" in flags or "avx512_bf16" in flags
 
 
+def uses_bf16(cfg: RunConfig, device: str) -> bool:
+    """Whether a run trains under bf16 autocast on ``device``: its `bf16` key, where "auto" asks the hardware."""
+    return bf16_available(device) if cfg.bf16 == "auto" else bool(cfg.bf16)
+
+
 def distributed_state() -> PartialState:
     """The processes of a `torchrun` / `accelerate launch` run (gloo on CPU-only machines), or just this one."""
     return PartialState(cpu=not torch.cuda.is_available())
@@ -513,12 +518,11 @@ def run_stage(model: SentenceTransformer, stage: StageConfig, index: int, cfg: R
     model.max_seq_length = miner.max_seq_length = length  # the student's truncation, and the teacher's (mining)
     datasets, losses, prompts = stage_datasets(stage, cfg, miner)
     vectors = teacher_vector_loss(losses)
-    projection = None if vectors is None else vectors.projection
     previous = Path(cfg.output_dir) / f"stage{index - 1}" / "final"
     last = get_last_checkpoint(str(stage_dir)) if stage_dir.is_dir() else None
-    if projection is not None and (previous / PROJECTION_FILE).is_file():
-        load_projection(projection, previous)  # stage 2 goes on with stage 1's map instead of a random one
-    elif projection is not None and cfg.vector_init == "ridge" and not last:  # a resumed run loads its own
+    if vectors is not None and (previous / PROJECTION_FILE).is_file():
+        load_projection(vectors.projection, previous)  # stage 2 goes on with stage 1's map instead of a random one
+    elif vectors is not None and cfg.vector_init == "ridge" and not last:  # a resumed run loads its own
         fit_projection_to_teacher(vectors, model, datasets, prompts, cfg.seed)
     columns = max(len(text_columns(d)) for d in datasets.values())  # not `label` (teacher vectors)
     check_memory(stage, cfg, device, columns, model[0].model.config.text_config)
@@ -529,7 +533,7 @@ def run_stage(model: SentenceTransformer, stage: StageConfig, index: int, cfg: R
         learning_rate=stage.learning_rate,
         warmup_steps=stage.warmup_ratio,  # transformers 5: a float below 1 is a fraction of max_steps
         lr_scheduler_type="linear",
-        bf16=bf16_available(device) if cfg.bf16 == "auto" else cfg.bf16,
+        bf16=uses_bf16(cfg, device),
         batch_sampler=BatchSamplers.NO_DUPLICATES,
         multi_dataset_batch_sampler=MultiDatasetBatchSamplers.PROPORTIONAL,  # one dataset per batch
         prompts=prompts,
@@ -562,7 +566,7 @@ def run_stage(model: SentenceTransformer, stage: StageConfig, index: int, cfg: R
     if state.is_main_process:
         write_loss_log(trainer.state.log_history, stage_dir, index)
         model[0].model.save_pretrained(stage_dir / "final")
-        save_projection(projection, stage_dir / "final")
+        save_projection(teacher_projection(losses), stage_dir / "final")
         (stage_dir / "done.json").write_text(json.dumps({"global_step": trainer.state.global_step}))
     state.wait_for_everyone()
     # The trainer holds this stage's optimizer state (2 x the trained weights for AdamW) and gradients in reference
