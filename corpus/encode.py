@@ -596,7 +596,7 @@ def _encode_locked(cfg, output, num_workers, cpus_per_worker, full_check) -> dic
     return result
 
 
-def main(argv=None) -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model", help="a SentenceTransformer folder (an NV-Embed export, or any other)")
     parser.add_argument("--input", nargs="+", required=True, help="JSONL and/or Parquet files")
@@ -615,6 +615,11 @@ def main(argv=None) -> None:
     parser.add_argument("--prompt-name", default=None, help="e.g. `query`; passages usually get none")
     parser.add_argument("--max-seq-length", type=int, default=None)
     parser.add_argument("--full-check", action="store_true", help="on resume, read all of each finished part")
+    return parser
+
+
+def main(argv=None) -> None:
+    parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     import ray

@@ -1,7 +1,8 @@
 """The README says only what saved files say: its results table equals the saved comparisons, cell by cell, and the
-files, pictures and make targets it names exist."""
+files, pictures and make targets it names exist, and its serving and corpus commands are what the code takes."""
 
 import re
+import shlex
 from pathlib import Path
 
 import pytest
@@ -93,3 +94,34 @@ def test_the_model_card_compares_with_the_same_saved_table(tmp_path):
     peer = readme_results()["all-MiniLM-L6-v2"]
     assert all(f"{task} {peer[task]:.1f} vs" in comparison["out_of_domain"] for task in OUT_OF_DOMAIN)
     assert recipe_comparison(tmp_path / "absent") is None
+
+
+def readme_command_args(module: str) -> list[list[str]]:
+    """The arguments of every `python -m MODULE ...` line in the README's shell blocks (comments cut)."""
+    text = README.read_text(encoding="utf-8")
+    found = []
+    for block in re.findall(r"```bash\n(.*?)```", text, re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            head, marker, rest = line.partition(f"python -m {module} ")
+            if marker:
+                found.append(shlex.split(rest.split("  #")[0]))
+    return found
+
+
+def test_the_readme_serving_and_corpus_commands_parse_and_send_known_fields():
+    """The user guide's commands and requests are what the code takes (run by hand on 2026-12-07 too)."""
+    pytest.importorskip("ray")
+    from corpus.encode import build_parser
+    from serve.__main__ import parse_args
+    from serve.app import EmbeddingRequest
+
+    serve_lines, corpus_lines = readme_command_args("serve"), readme_command_args("corpus.encode")
+    assert serve_lines and corpus_lines
+    for args in serve_lines:
+        parse_args(args)  # argparse exits on an unknown flag
+    for args in corpus_lines:
+        build_parser().parse_args(args)
+    text = README.read_text(encoding="utf-8")
+    sent = set(re.findall(r'"(\w+)": ', text[text.index("### Serve it") : text.index("### Encode a corpus")]))
+    assert {"model", "input", "prompt_name", "instruction"} <= sent
+    assert sent <= set(EmbeddingRequest.model_fields), sent - set(EmbeddingRequest.model_fields)
