@@ -48,6 +48,21 @@ def test_a_soup_is_the_weighted_mean_of_its_ingredients_and_loads_as_a_sentence_
     assert torch.allclose(torch.tensor(again), torch.tensor(plain_a), atol=1e-5)
 
 
+def test_a_trained_folder_soups_with_its_untrained_base(tiny_nvembed_folder, tmp_path):
+    """WiSE-FT (the fine-tuned weights interpolated toward the base): the two configs differ only in what saving
+    records (`dtype`, `use_cache`), which is not a different architecture."""
+    trained = perturbed_copy(tiny_nvembed_folder, tmp_path / "trained", seed=1)
+    config = json.loads((trained / "config.json").read_text())
+    config["use_cache"], config["text_config"]["use_cache"], config["text_config"]["dtype"] = False, False, "float32"
+    (trained / "config.json").write_text(json.dumps(config))
+    out = soup(tmp_path / "wise", [trained, tiny_nvembed_folder], weights=[0.9, 0.1])
+    assert (out / "model.safetensors").is_file()
+    config["text_config"]["hidden_size"] += 1  # a real difference is still refused
+    (trained / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=r"in \['text_config'\]"):
+        soup(tmp_path / "other", [trained, tiny_nvembed_folder])
+
+
 def test_a_soup_refuses_unrelated_folders_bad_weights_and_an_existing_output(
     tiny_nvembed_folder, tiny_nvembed_folder_4_layers, tmp_path, capsys
 ):

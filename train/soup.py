@@ -18,7 +18,9 @@ import sys
 from pathlib import Path
 
 
-MODEL_KEYS_IGNORED = ("_name_or_path", "transformers_version")  # differ between identical models saved apart
+# Keys that differ between identical models saved apart, at any level of config.json: a conversion records no
+# `dtype` and `use_cache: true`, a trained folder `float32` and false (the tensors' own dtypes are checked below).
+MODEL_KEYS_IGNORED = ("_name_or_path", "transformers_version", "dtype", "torch_dtype", "use_cache")
 
 
 def weight_files(folder: Path) -> list[str]:
@@ -29,8 +31,13 @@ def weight_files(folder: Path) -> list[str]:
 
 
 def model_config(folder: Path) -> dict:
-    config = json.loads((folder / "config.json").read_text())
-    return {k: v for k, v in config.items() if k not in MODEL_KEYS_IGNORED}
+    return _without_ignored(json.loads((folder / "config.json").read_text()))
+
+
+def _without_ignored(config: dict) -> dict:
+    return {
+        k: _without_ignored(v) if isinstance(v, dict) else v for k, v in config.items() if k not in MODEL_KEYS_IGNORED
+    }
 
 
 def check_compatible(folders: list[Path]) -> list[str]:
