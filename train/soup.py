@@ -3,6 +3,9 @@ averaging weights of multiple fine-tuned models improves accuracy without increa
 2203.05482; their uniform soup). Same architecture, same tokenizer, one more folder and no extra inference cost.
 
     python -m train.soup OUTPUT FOLDER FOLDER [FOLDER ...] [--weights 0.5 0.5]
+    python -m train.soup OUTPUT TRAINED RUN/base --weights 0.9 0.1   # WiSE-FT: toward the untrained base
+
+(WiSE-FT on the demo lost out-of-domain retrieval as the base's share grew: benchmarks/results/levers-2026-12-07g.md.)
 
 The output is the first folder's files (config, remote code, tokenizer, sentence-transformers modules) with the
 averaged `model*.safetensors` (other safetensors, such as a run's `teacher_projection.safetensors`, are left out),
