@@ -613,7 +613,7 @@ def test_demo_expects_its_time_from_this_machines_speed():
     measured = {"minutes": 12.0, "gflops": 150, "where": "x"}
     assert expected_minutes(150, measured) == 12.0
     assert expected_minutes(300, measured) == 6.0  # twice as fast a machine: half the time
-    assert expected_minutes(MEASURED_TRAIN["gflops"]) == MEASURED_TRAIN["minutes"] * MEASURED_TRAIN.get("factor", 1.0)
+    assert expected_minutes(MEASURED_TRAIN["gflops"]) == MEASURED_TRAIN["minutes"]
     # a bf16 host is timed from the bf16 measurement, which is faster at the same fp32 matmul speed
     assert expected_minutes(150, MEASURED_TRAIN_BF16) < expected_minutes(150, MEASURED_TRAIN)
     with pytest.raises(ValueError, match="gflops"):

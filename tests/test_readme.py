@@ -102,7 +102,7 @@ def readme_command_args(module: str) -> list[list[str]]:
     found = []
     for block in re.findall(r"```bash\n(.*?)```", text, re.S):
         for line in block.replace("\\\n", " ").splitlines():
-            head, marker, rest = line.partition(f"python -m {module} ")
+            _, marker, rest = line.partition(f"python -m {module} ")
             if marker:
                 found.append(shlex.split(rest.split("  #")[0]))
     return found

@@ -45,7 +45,7 @@ def expected_minutes(gflops: float, measured: dict = MEASURED_TRAIN) -> float:
     same precision (`MEASURED_TRAIN` or `MEASURED_TRAIN_BF16`)."""
     if gflops <= 0:
         raise ValueError(f"gflops must be > 0, got {gflops}")
-    return measured["minutes"] * measured.get("factor", 1.0) * measured["gflops"] / gflops
+    return measured["minutes"] * measured["gflops"] / gflops
 
 
 def compare(systems: dict, limit: int, max_seq_length: int) -> dict[str, dict[str, float]]:
