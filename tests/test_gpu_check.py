@@ -13,7 +13,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.slow  # ~4 min on 2 shared cores (most of it collecting tests/ for -m cuda): not in make test-fast
+@pytest.mark.slow  # ~20 s alone on 2 cores (a 1-layer conversion of the real backbone): not in make test-fast
 @pytest.mark.parametrize("checks", ["env,cuda_tests,train_steps,encode"])
 def test_dry_run_passes_every_check_and_writes_its_results(tmp_path, checks):
     output = tmp_path / "dry_run.json"
@@ -42,3 +42,25 @@ def test_a_failing_check_makes_the_exit_status_non_zero(tmp_path):
     assert json.loads(output.read_text())["checks"]["env"]["status"] == (
         "ok" if torch.cuda.is_available() else "failed"
     )
+
+
+def test_every_cuda_marked_test_is_in_the_file_the_gpu_check_runs():
+    """The check runs one file, not the whole suite: a CUDA test written elsewhere would never run on a GPU lease."""
+    import ast
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from gpu_check import CUDA_TESTS
+
+    def marks_cuda(node) -> bool:
+        return any(isinstance(n, ast.Attribute) and n.attr == "cuda" for n in ast.walk(node))
+
+    marked = set()
+    for path in sorted((ROOT / "tests").rglob("test_*.py")):
+        tree = ast.parse(path.read_text())
+        module_mark = [s for s in tree.body if isinstance(s, ast.Assign) and "pytestmark" in ast.unparse(s.targets[0])]
+        decorated = [
+            d for f in ast.walk(tree) if isinstance(f, (ast.FunctionDef, ast.ClassDef)) for d in f.decorator_list
+        ]
+        if any(marks_cuda(node) for node in module_mark + decorated):
+            marked.add(path.relative_to(ROOT).as_posix())
+    assert marked == {CUDA_TESTS}
